@@ -17,9 +17,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import jsonschema_rs
 import numpy as np
 import polars as pl
-from jsonschema import Draft202012Validator
 from PIL import Image
 
 from compose import shards, tags
@@ -61,26 +61,31 @@ class SampleBudgets:
 
 
 @cache
-def schema(name: str) -> Draft202012Validator:
-    """The named schema from the installed package (or the source tree when not installed)."""
+def schema(name: str) -> jsonschema_rs.Draft202012Validator:
+    """The named schema from the installed package (or the source tree when not installed),
+    compiled once: jsonschema-rs checks a 100-image sample in about 0.1 ms where the
+    pure-Python `jsonschema` took 9-26 ms, which was a third of a run's CPU."""
     filename = f"{name}.schema.json"
     try:
         text = resources.files("compose.schemas").joinpath(filename).read_text()
     except ModuleNotFoundError:
         text = (Path(__file__).parent.parent / "schemas" / filename).read_text()
     document = json.loads(text)
-    Draft202012Validator.check_schema(document)
-    return Draft202012Validator(document)
+    jsonschema_rs.meta.validate(document)
+    return jsonschema_rs.Draft202012Validator(document)
 
 
 def schema_problems(document: object, name: str, where: str) -> list[Problem]:
+    validator = schema(name)
+    if validator.is_valid(document):
+        return []
     return [
         Problem(
             where,
             f"schema:{name}",
-            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}",
+            f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {e.message}",
         )
-        for e in schema(name).iter_errors(document)
+        for e in validator.iter_errors(document)
     ]
 
 
