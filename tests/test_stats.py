@@ -20,16 +20,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from compose.stats import (
+from compose.stats import Metric, StatsConfig, compute_stats, write_outputs
+from compose.stats_quality import (
     DistinctCounter,
-    StatsConfig,
     ToxicityCounter,
-    compute_stats,
     distinct_n,
     profanity_scorer,
     sentences,
     turn_toxicity,
-    write_outputs,
 )
 
 TOXIC = "You are a fucking idiot and your work is shit."
@@ -189,6 +187,17 @@ def test_stats_json_flag_and_catalog_input(demo_out, tmp_path):
     assert tokens["sum"] == report["counts"]["text_tokens"] + report["counts"]["image_tokens"]
 
 
+def test_a_catalog_report_owns_its_metrics(demo_out):
+    """A distribution added to one report (coherence does) must not reach the next one: it
+    would name a column the catalog does not have."""
+    config = StatsConfig(toxicity=False)
+    first = compute_stats(demo_out / "catalog", config)
+    first.add("coherence", Metric(label="coherence", per="QA pair", discrete=False), [0.5])
+    second = compute_stats(demo_out / "catalog", config)
+    assert "coherence" not in second.metrics
+    assert second.distributions.keys() == first.distributions.keys() - {"coherence"}
+
+
 def test_probe_columns_are_reported(demo_out, tmp_path):
     manifest = pl.read_parquet(demo_out / "manifest.parquet")
     reach = [[40_000, 52_000], [], [61_000], [30_500]]
@@ -244,7 +253,8 @@ def test_an_unreadable_catalog_part_names_the_file(demo_out, tmp_path):
 
 COHERENCE_CHECK = """
 import json, sys
-from compose.stats import StatsConfig, compute_stats, cosine_pairs, load_embedder
+from compose.stats import StatsConfig, compute_stats
+from compose.stats_quality import cosine_pairs, load_embedder
 model = load_embedder()
 question = ["What animal is in Image1?"]
 related = cosine_pairs(model, question, ["Image1 shows a brown dog on a lawn."])
