@@ -1,9 +1,9 @@
 """The quality metrics of the answers' text (docs/stats.md): Distinct-n, the toxicity rate and
 the question/answer coherence.
 
-Each counter takes the texts one batch at a time and merges exactly, so a corpus is measured
-without holding its text; the classifier and the embedding model are optional dependencies,
-imported only when their metric is asked for.
+Each takes the texts one batch at a time (the counters add batches up exactly), so a corpus is
+measured without holding its text; the classifier and the embedding model are optional
+dependencies, imported only when their metric is asked for.
 """
 
 from __future__ import annotations
