@@ -351,7 +351,14 @@ def _ray(tasks: Iterable[ShardTask], output: Output) -> Iterator[ShardResult]:
         if output.ray_address:
             ray.init(address=output.ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=output.workers, include_dashboard=False, log_to_driver=False)
+            # "local": a new cluster of this process, never one that `ray start` (or
+            # RAY_ADDRESS) left running on the machine; joining one takes --ray-address.
+            ray.init(
+                address="local",
+                num_cpus=output.workers,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(write_task)
         window = IN_FLIGHT * max(1, int(ray.cluster_resources().get("CPU", output.workers)))

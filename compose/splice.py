@@ -70,6 +70,7 @@ def compose_sample(
     blobs: list[tuple[str, bytes]] = []
     provenance: list[dict] = []
     probes: list[dict] = []
+    counts: list[int | None] = []  # text tokens per message; None: to be counted
     for segment in segments:
         row = segment.row
         offset = segment.image_offset
@@ -82,8 +83,9 @@ def compose_sample(
         turns = row["turns"][2 * segment.first_turn : 2 * segment.last_turn + 2]
         first_message = len(messages)
         for turn in turns:
-            text = tags.reindex(turn["text"], offset)
+            text, count = _renumbered(turn, offset, tokenizer)
             canonical.append(text)
+            counts.append(count)
             messages.append({"role": turn["role"], "content": text})
         wanted = max((n for t in turns for n in t["introduces"]), default=0)
         if source is not None:
@@ -123,7 +125,7 @@ def compose_sample(
 
     for image in images:
         image["member"] = image_member(key, image["number"], len(images), image["member"])
-    text_tokens = tokenizer.count_batch([tags.strip_tags(t) for t in canonical])
+    text_tokens = _text_tokens(canonical, counts, tokenizer)
     widths = np.array([i["width"] for i in images], dtype=np.int64)
     heights = np.array([i["height"] for i in images], dtype=np.int64)
     image_tokens = image_model.count(widths, heights) if images else np.zeros(0, np.int64)
@@ -157,6 +159,27 @@ def compose_sample(
         "probes": [_probe_entry(p, provenance, canonical, spans) for p in probes],
     }
     return Composed(sample=sample, images=tuple(blobs))
+
+
+def _renumbered(turn: dict, offset: int, tokenizer: TextTokenizer) -> tuple[str, int | None]:
+    """A catalog turn's text moved by `offset`, and its text tokens when the catalog's count
+    tells them exactly (None otherwise): at offset 0 it is the count itself."""
+    known = turn.get("text_tokens")
+    if offset == 0:
+        return turn["text"], known
+    text, renumbered = tags.reindex_mentions(turn["text"], offset)
+    return text, None if known is None else tokenizer.recount(known, renumbered)
+
+
+def _text_tokens(
+    canonical: Sequence[str], counts: Sequence[int | None], tokenizer: TextTokenizer
+) -> np.ndarray:
+    """Every message's text tokens: the known counts, and the rest counted now."""
+    unknown = [i for i, count in enumerate(counts) if count is None]
+    out = np.array([0 if count is None else count for count in counts], dtype=np.int64)
+    if unknown:
+        out[unknown] = tokenizer.count_batch([tags.strip_tags(canonical[i]) for i in unknown])
+    return out
 
 
 def _probe_source(key: str, segment: PlannedSegment, provenance: list[dict]) -> int:

@@ -183,18 +183,36 @@ def reindex(text: str, offset: int) -> str:
     placeholder, a number below 1) or a shift that would take a number below 1: splicing only
     ever meets those through a bug, and a wrong number must not be written silently.
     """
+    return reindex_mentions(text, offset)[0]
 
+
+def reindex_mentions(text: str, offset: int) -> tuple[str, list[tuple[str, str]] | None]:
+    """`reindex`, and the digits of every prose mention before and after, in order.
+
+    What a tokenizer sees changes only in those digits (tags are removed before counting), so a
+    tokenizer that pre-tokenizes a digit run on its own can update a known count from them
+    alone. The list is None when a mention's digits are followed by '<' (once a tag there is
+    removed, they could run into digits after it) or by a non-ASCII character (one that a newer
+    Unicode than Python's counts as a digit): such a text must be counted again.
+    """
     pieces: list[str] = []
+    changed: list[tuple[str, str]] = []
+    countable = True
     position = 0
     for ref in refs(text):
         if ref.kind == "placeholder":
             found = text[ref.start : ref.end]
             raise ValueError(f"placeholder {found!r} in a text to re-index: not canonical")
+        new = _shift(ref.digits, offset)
         pieces.append(text[position : ref.digits_start])
-        pieces.append(_shift(ref.digits, offset))
+        pieces.append(new)
         position = ref.digits_end
+        if ref.kind == "mention":
+            changed.append((ref.digits, new))
+            after = text[position : position + 1]
+            countable = countable and after != "<" and after.isascii()
     pieces.append(text[position:])
-    return "".join(pieces)
+    return "".join(pieces), changed if countable else None
 
 
 def _shift(digits: str, offset: int) -> str:

