@@ -747,12 +747,59 @@ class Catalog:
         return [self.path / p for p in self.meta["parts"]]
 
     def frame(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """All rows, only the columns asked for (the plan needs no text)."""
+        """All rows, only the columns asked for. A name may reach into the structs of a list
+        column: `turns.mentions` reads that field alone (`turns` then holds structs of it only),
+        `turns[0].text` the text of each dialogue's first turn alone (a column of that name,
+        null where there is none). Parts are read one at a time, and only those Parquet leaves
+        of each, so the planner never holds the turn text (docs/planning.md, "Memory")."""
         import polars as pl  # here, so that ingest workers never load it
+        import pyarrow.compute as pc
 
-        if not self.part_paths:
-            return pl.from_arrow(SCHEMA.empty_table()).select(columns or SCHEMA.names)
-        return pl.read_parquet(self.part_paths, columns=list(columns) if columns else None)
+        def leaf(schema: pa.Schema, name: str) -> str:
+            """The Parquet path of a name: a list's values sit under `list.<value field>`."""
+            top, *fields = name.split(".")
+            if top not in schema.names:
+                raise ValueError(f"{self.path}: no catalog column {top!r}")
+            steps, kind = [top], schema.field(top).type
+            for step in fields:
+                if pa.types.is_list(kind):
+                    steps += ["list", kind.value_field.name]
+                    kind = kind.value_type
+                if not pa.types.is_struct(kind) or kind.get_field_index(step) < 0:
+                    raise ValueError(f"{self.path}: catalog column {name!r} has no field {step!r}")
+                steps.append(step)
+                kind = kind.field(step).type
+            return ".".join(steps)
+
+        def element(file: pq.ParquetFile, name: str) -> pa.ChunkedArray:
+            """`top[k].field`: one value per row, read from that leaf alone."""
+            top, _, rest = name.partition("[")
+            number, _, field = rest.partition("].")
+            values = file.read(columns=[leaf(file.schema_arrow, f"{top}.{field}")])[top]
+            k = int(number)
+            one = pc.list_slice(values, k, k + 1, return_fixed_size_list=True)
+            values = pc.list_element(one, 0)
+            for step in field.split("."):
+                values = pc.struct_field(values, step)
+            return values
+
+        def read(source) -> pl.DataFrame:
+            file = pq.ParquetFile(source)
+            if columns is None:
+                return pl.from_arrow(file.read())
+            plain = [name for name in columns if "[" not in name]
+            table = file.read(columns=[leaf(file.schema_arrow, name) for name in plain])
+            for name in columns:
+                if "[" in name:
+                    table = table.append_column(name, element(file, name))
+            order = dict.fromkeys(n if "[" in n else n.split(".")[0] for n in columns)
+            return pl.from_arrow(table.select(list(order)))
+
+        if not self.part_paths:  # one empty part, so that the types are those a read gives
+            buffer = pa.BufferOutputStream()
+            pq.write_table(SCHEMA.empty_table(), buffer)
+            return read(pa.BufferReader(buffer.getvalue()))
+        return pl.concat([read(part) for part in self.part_paths], rechunk=True)
 
     def rows(self, rows: Sequence[int]) -> list[dict]:
         """Full rows (turns and images) for the given catalog rows, in the order asked."""
