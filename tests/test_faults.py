@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import builtins
 import errno
-import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,10 +28,15 @@ from compose.catalog import Catalog
 from compose.plan import load_plan, save_plan
 from compose.validate import validate_output
 from tests.corpus import write_mmdu45k
-
-ROOT = Path(__file__).resolve().parents[1]
-POLL = 0.005  # seconds between looks at the output folder
-PATIENCE = 60.0  # seconds a run may take to reach the point a fault is injected at
+from tests.processes import (
+    invoke,
+    leftovers,
+    outputs,
+    run_to_the_end,
+    shard_count,
+    signal_when,
+    stats_files,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +53,6 @@ def args(corpus, out: str | Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def invoke(arguments: list[str]):
-    return CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
-
-
-def outputs(out: Path) -> dict[str, str]:
-    """sha256 of every shard, stats file and the manifest."""
-    names = [
-        p
-        for p in sorted(out.iterdir())
-        if p.suffix == ".tar" or p.name.endswith(".stats.json") or p.name == "manifest.parquet"
-    ]
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in names}
-
-
-def leftovers(out: Path) -> list[str]:
-    """Temporary files anywhere under `out`."""
-    return sorted(
-        str(p.relative_to(out))
-        for p in out.rglob("*")
-        if p.name.startswith(".") or p.suffix in (".tmp", ".partial") or ".partial" in p.name
-    )
-
-
 def shards_are_whole(out: Path) -> int:
     """Every tar in `out` has a stats file it verifies against; returns how many there are."""
     tars = sorted(out.glob("shard-*.tar"))
@@ -88,10 +67,8 @@ def shards_are_whole(out: Path) -> int:
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    result = invoke(args(corpus, out))
-    assert result.exit_code == 0, result.output
-    digests = outputs(out)
-    assert len([n for n in digests if n.endswith(".tar")]) >= 20
+    digests = run_to_the_end(args(corpus, out), out)
+    assert shard_count(digests) >= 20
     return digests
 
 
@@ -144,7 +121,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_resumes(corpus, reference, tmp
     assert result.exit_code == 1
     assert "No space left on device" in result.output and "Traceback" not in result.output
     written = shards_are_whole(out)  # the shard being written when the disk filled is gone
-    assert 0 < written < len([n for n in reference if n.endswith(".tar")])
+    assert 0 < written < shard_count(reference)
     assert leftovers(out) == [] and not (out / "run.json").exists()
     monkeypatch.undo()  # space is freed: the same command finishes the run
     result = invoke(args(corpus, out, "--resume", "--json"))
@@ -238,34 +215,14 @@ def test_a_read_only_output_folder_is_a_clear_error(corpus, tmp_path) -> None:
 # -- Ctrl-C ---------------------------------------------------------------------------------------
 
 
-def interrupt_when(arguments: list[str], ready) -> tuple[int, str]:
-    """Start the CLI in its own process group and send it SIGINT, as Ctrl-C does to the whole
-    group (workers included), as soon as `ready()` holds."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", *arguments],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + PATIENCE
-    while process.poll() is None and time.monotonic() < deadline:
-        if ready():
-            os.killpg(process.pid, signal.SIGINT)
-            break
-        time.sleep(POLL)
-    _, stderr = process.communicate(timeout=PATIENCE)
-    return process.returncode, stderr
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(corpus, reference, tmp_path, workers):
     out = tmp_path / "out"
-    total = len([n for n in reference if n.endswith(".tar")])
+    total = shard_count(reference)
     arguments = args(corpus, out)
     arguments[arguments.index("--workers") + 1] = workers
-    code, stderr = interrupt_when(arguments, lambda: len(list(out.glob("shard-*.stats.json"))) >= 2)
+    # Ctrl-C reaches the whole process group: the CLI and its workers
+    code, stderr = signal_when(arguments, lambda: stats_files(out) >= 2, signal.SIGINT, group=True)
     assert code != 0, "the run ended before Ctrl-C reached it"
     assert "Traceback" not in stderr, stderr[-3000:]
     written = shards_are_whole(out)

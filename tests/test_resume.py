@@ -4,25 +4,23 @@ output must be byte-identical to an uninterrupted run, with no temporary file le
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-import cli
 from compose.catalog import Catalog
 from tests.corpus import write_mmdu45k
-
-ROOT = Path(__file__).resolve().parents[1]
-POLL = 0.005  # seconds between looks at the output folder
-PATIENCE = 60.0  # seconds a killed run may take to reach its kill point
+from tests.processes import (
+    invoke,
+    leftovers,
+    outputs,
+    run_to_the_end,
+    shard_count,
+    signal_when,
+    stats_files,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,64 +38,19 @@ def args(corpus, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def invoke(arguments: list[str]):
-    return CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
-
-
-def outputs(out: Path) -> dict[str, str]:
-    """sha256 of every shard, stats file and the manifest."""
-    names = [
-        p
-        for p in sorted(out.iterdir())
-        if p.suffix == ".tar" or p.name.endswith(".stats.json") or p.name == "manifest.parquet"
-    ]
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in names}
-
-
-def leftovers(out: Path) -> list[str]:
-    """Temporary files and folders anywhere under `out`."""
-    return sorted(
-        str(p.relative_to(out))
-        for p in out.rglob("*")
-        if p.name.startswith(".") or p.suffix in (".tmp", ".partial") or ".partial" in p.name
-    )
-
-
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    result = invoke(args(corpus, out))
-    assert result.exit_code == 0, result.output
-    digests = outputs(out)
-    assert len([n for n in digests if n.endswith(".tar")]) >= 8
+    digests = run_to_the_end(args(corpus, out), out)
+    assert shard_count(digests) >= 8
     return digests
 
 
 def kill_when(arguments: list[str], ready) -> bool:
-    """Start the CLI in a subprocess, SIGKILL it as soon as `ready()` holds; True if it was
-    killed before it finished on its own."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", *arguments],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + PATIENCE
-    try:
-        while process.poll() is None and time.monotonic() < deadline:
-            if ready():
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(POLL)
-        else:
-            assert process.poll() is not None, "the run never reached its kill point"
-    finally:
-        process.wait()
-    return process.returncode == -signal.SIGKILL
-
-
-def stats_files(out: Path) -> int:
-    return len(list(out.glob("shard-*.stats.json")))
+    """SIGKILL the CLI (not its workers) as soon as `ready()` holds; True if it was killed
+    before it finished on its own."""
+    code, _ = signal_when(arguments, ready, signal.SIGKILL)
+    return code == -signal.SIGKILL
 
 
 def test_kill_during_ingest_leaves_no_catalog_that_looks_complete(corpus, reference, tmp_path):
@@ -117,7 +70,7 @@ def test_kill_during_ingest_leaves_no_catalog_that_looks_complete(corpus, refere
 @pytest.mark.parametrize("written", [1, 4, "mid-write", "all"])
 def test_kill_after_shards_then_resume_gives_the_same_bytes(corpus, reference, tmp_path, written):
     out = tmp_path / "out"
-    total = len([n for n in reference if n.endswith(".tar")])
+    total = shard_count(reference)
     if written == "mid-write":  # a shard's temporary file is there: kill while it is written
         ready = lambda: stats_files(out) >= 2 and any(out.glob(".shard-*.tmp"))  # noqa: E731
     else:
