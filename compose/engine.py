@@ -408,8 +408,8 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
     budgets = task.budgets
     position = {row: i for i, row in enumerate(task.rows["row"].to_pylist())}
 
-    def catalog_row(number: int) -> dict:  # one at a time: the shard's rows stay Arrow
-        return task.rows.slice(position[number], 1).to_pylist()[0]
+    def catalog_rows(numbers: list[int]) -> list[dict]:  # a sample's: the shard's stay Arrow
+        return task.rows.take([position[n] for n in numbers]).to_pylist()
 
     def read_image(source: int, member: str) -> bytes:
         return _store(task.stores[source]).read(member)
@@ -417,7 +417,8 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
     by_sample = groupby(task.segments.to_pylist(), key=lambda r: r["sample"])
     for key, (_, rows) in zip(task.keys, by_sample, strict=True):
         group = list(rows)
-        planned = [_planned(r, catalog_row(r["dialogue"])) for r in group]
+        rows = catalog_rows([r["dialogue"] for r in group])
+        planned = [_planned(r, row) for r, row in zip(group, rows, strict=True)]
         at = budgets.at(group[0].get("budget", budgets.tokens))  # this sample's length
         config = SpliceConfig(
             style=task.output.style,

@@ -13,6 +13,7 @@ chain (``Image1`` -> ``Image2`` -> ``Image3``) the way repeated string replaces 
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from collections.abc import Callable, Iterator, Sequence
@@ -76,6 +77,9 @@ def refs(text: str) -> Iterator[Ref]:
 
 
 _TAG = re.compile(r"<image-([0-9]+)>")
+# What `refs` reads as a placeholder, found alone: no match of the scan can hold a '<', so a
+# placeholder is never inside another reference.
+_PLACEHOLDER = re.compile(r"<image(?:here)?>", re.IGNORECASE | re.ASCII)
 
 # No image list comes near a billion images; longer numbers are refused before int() sees them
 # (int() itself refuses strings of more than 4300 digits with a ValueError).
@@ -282,14 +286,5 @@ def parse(text: str, style: str, first: int = 1) -> str:
         return text
     if style not in ("mmdu", "llava"):
         raise ValueError(f"unknown text style {style!r}")
-    pieces: list[str] = []
-    position = 0
-    number = first
-    for ref in refs(text):
-        if ref.kind == "placeholder":
-            pieces.append(text[position : ref.start])
-            pieces.append(tag(number))
-            number += 1
-            position = ref.end
-    pieces.append(text[position:])
-    return "".join(pieces)
+    numbers = itertools.count(first)
+    return _PLACEHOLDER.sub(lambda _: tag(next(numbers)), text)

@@ -751,3 +751,43 @@ def test_a_file_name_in_prose_is_read_as_a_mention():
 def test_strip_tags_can_join_neighbours_into_a_mention_shape():
     # Only a token-count input, never parsed again: documented, not a bug.
     assert tags.strip_tags("Image<image-1>5") == "Image5"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from(
+            [
+                "<image>",
+                "<ImageHere>",
+                "<IMAGEhere>",
+                "<image-3>",
+                "<image",
+                "image>",
+                "<<image>",
+                "Image 2",
+                "imagehere>",
+                "<imag",
+                "e>",
+                "<",
+                ">",
+                "-",
+                "x",
+                " ",
+                "İ",
+                "K",
+                "ı",
+            ]
+        ),  # fmt: skip
+        max_size=12,
+    ),
+    first=st.integers(1, 50),
+)
+def test_parse_numbers_exactly_the_placeholders_the_scan_finds(pieces, first):
+    text = "".join(pieces)
+    expected, position, number = [], 0, first
+    for ref in tags.refs(text):
+        if ref.kind == "placeholder":
+            expected += [text[position : ref.start], tags.tag(number)]
+            number, position = number + 1, ref.end
+    assert tags.parse(text, "mmdu", first=first) == "".join([*expected, text[position:]])
