@@ -76,8 +76,9 @@ def reference(corpus, tmp_path_factory):
 
 
 class FullDisk:
-    """`open` for files written by the shard writer, failing with ENOSPC once `room` bytes
-    have been written in all: a disk that fills up during a run."""
+    """`open` for files written by the shard writer, and its descriptor writes (`writev`),
+    failing with ENOSPC once `room` bytes have been written in all: a disk that fills up
+    during a run."""
 
     def __init__(self, room: int) -> None:
         self.room = room
@@ -86,6 +87,20 @@ class FullDisk:
     def open(self, path, mode="r", *args, **kwargs):
         file = builtins.open(path, mode, *args, **kwargs)
         return file if not set(mode) & set("wxa") else _Limited(file, self)
+
+    def write_all(self, fd: int, chunks) -> None:
+        for chunk in chunks:
+            size = memoryview(chunk).nbytes
+            if size > self.room:
+                os.write(fd, memoryview(chunk)[: self.room])
+                self.room = 0
+                self.failures += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.room -= size
+            shards_write_all(fd, [chunk])
+
+
+shards_write_all = shards._write_all
 
 
 class _Limited:
@@ -116,6 +131,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_resumes(corpus, reference, tmp
     out = tmp_path / "out"
     disk = FullDisk(room=500_000)  # room for a few shards, not for all
     monkeypatch.setattr(shards, "open", disk.open, raising=False)
+    monkeypatch.setattr(shards, "_write_all", disk.write_all)
     result = CliRunner().invoke(cli.app, args(corpus, out))
     assert disk.failures == 1
     assert result.exit_code == 1
