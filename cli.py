@@ -248,37 +248,29 @@ def plan_report(plan: Plan, budgets: Budgets) -> Table:
     return table
 
 
-def build_budgets(
-    tokens: str,
-    tolerance: float,
-    max_images,
-    min_images,
-    samples,
-    reuse,
-    overhead,
-    probes: int = 0,
-    min_reach: str = "0",
-):
+def build_budgets(options: dict) -> Budgets:
+    """The budget options the main job and `compose plan` share, by name from click's
+    `ctx.params`, so neither command lists them again in a positional call."""
     try:
-        lengths = parse_lengths(tokens)
+        lengths = parse_lengths(options["tokens"])
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--tokens") from None
     try:
-        reach, share = parse_reach(min_reach)
+        reach, share = parse_reach(options["min_reach"])
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--min-reach") from None
-    if not 0 <= tolerance < 1:
+    if not 0 <= options["tolerance"] < 1:
         raise typer.BadParameter("must be in [0, 1)", param_hint="--tolerance")
     return Budgets(
         tokens=max(lengths),
-        tolerance=tolerance,
-        max_images=max_images,
-        min_images=min_images,
-        samples=samples,
-        reuse=reuse,
-        message_overhead=overhead,
+        tolerance=options["tolerance"],
+        max_images=options["max_images"],
+        min_images=options["min_images"],
+        samples=options["samples"],
+        reuse=options["reuse"],
+        message_overhead=options["message_overhead"],
         lengths=lengths,
-        probes=probes,
+        probes=options["probes"],
         min_reach=reach,
         min_reach_share=share,
     )
@@ -364,7 +356,7 @@ def main_job(
             "(default: detected)."
         ),
     ] = None,
-    tokens: Tokens = "64k",
+    tokens: Tokens = "64k",  # the budget options, to min_reach: build_budgets reads them
     tolerance: Tolerance = 0.02,
     max_images: MaxImages = None,
     min_images: MinImages = 0,
@@ -429,17 +421,7 @@ def main_job(
         raise typer.BadParameter(f"unknown style {style!r}", param_hint="--style")
     if engine not in ENGINES:
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
-    budgets = build_budgets(
-        tokens,
-        tolerance,
-        max_images,
-        min_images,
-        samples,
-        reuse,
-        message_overhead,
-        probes,
-        min_reach,
-    )
+    budgets = build_budgets(ctx.params)
     weights = source_weights_of(ctx.meta["raw_args"]) if source else ()
     policy = build_policy(image_tokens, seed, order, weights)
     quiet = quiet or as_json
@@ -587,8 +569,9 @@ def ingest_command(
 
 @app.command("plan")
 def plan_command(
+    ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="Catalog folder from `compose ingest`.")],
-    tokens: Tokens = "64k",
+    tokens: Tokens = "64k",  # the budget options, to min_reach: build_budgets reads them
     tolerance: Tolerance = 0.02,
     max_images: MaxImages = None,
     min_images: MinImages = 0,
@@ -604,17 +587,7 @@ def plan_command(
     as_json: AsJson = False,
 ) -> None:
     """Budgets -> plan.parquet, with a feasibility report before any work."""
-    budgets = build_budgets(
-        tokens,
-        tolerance,
-        max_images,
-        min_images,
-        samples,
-        reuse,
-        message_overhead,
-        probes,
-        min_reach,
-    )
+    budgets = build_budgets(ctx.params)
     policy = build_policy(image_tokens, seed, order)
     with reported():
         cat = Catalog.open(catalog)
