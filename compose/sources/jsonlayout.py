@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from itertools import islice
 
-from compose.sources.jsonscan import BACKSLASH, BOM, QUOTE, WS, balanced
+from compose.sources.jsonscan import BOM, WS, balanced, leading_ws, string_end
 from compose.sources.jsonsplit import BLOCK, split_container
 from compose.sources.limits import DEFAULT_LIMITS
 
@@ -67,20 +67,8 @@ def _looks_keyed(head: bytes, start: int) -> bool:
 
 def _first_member_is_object(head: bytes, start: int) -> bool:
     """Whether the value of the first member of the object at `start` is itself an object."""
-    i = start + 1
-    while i < len(head) and head[i] in WS:
-        i += 1
-    if head[i : i + 1] != b'"':
+    key = start + 1 + leading_ws(head[start + 1 :])
+    if head[key : key + 1] != b'"':
         return False
-    i += 1
-    while i < len(head) and head[i] != QUOTE:
-        i += 2 if head[i] == BACKSLASH else 1
-    i += 1
-    while i < len(head) and head[i] in WS:
-        i += 1
-    if head[i : i + 1] != b":":
-        return False
-    i += 1
-    while i < len(head) and head[i] in WS:
-        i += 1
-    return head[i : i + 1] == b"{"
+    rest = head[string_end(head, key) + 1 :].lstrip(WS)
+    return rest[:1] == b":" and rest[1:].lstrip(WS)[:1] == b"{"

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import orjson
 
 from compose.model import SkipRecord
-from compose.sources.jsonscan import BACKSLASH, QUOTE, leading_ws, longest_string, nesting_depth
+from compose.sources.jsonscan import leading_ws, longest_string, nesting_depth, string_end
 from compose.sources.limits import DEFAULT_LIMITS, Limits
 
 
@@ -62,11 +62,8 @@ def leading_key(raw: bytes) -> str | None:
     start = leading_ws(raw)
     if raw[start : start + 1] != b'"':
         return None
-    i = start + 1
-    while i < len(raw) and raw[i] != QUOTE:
-        i += 2 if raw[i] == BACKSLASH else 1
     try:
-        key = orjson.loads(raw[start : i + 1])
+        key = orjson.loads(raw[start : string_end(raw, start) + 1])
     except orjson.JSONDecodeError:
         return None
     return key if isinstance(key, str) else None

@@ -58,15 +58,20 @@ class Scanner:
             return found[0]
         return np.concatenate(found) if found else np.empty(0, np.intp)
 
+    def quotes(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The `candidates`, their bytes, and which of them are quotes that are not escaped."""
+        pos = self.candidates(a)
+        ch = a[pos]
+        quote = ch == QUOTE
+        unmark_escaped(a, pos, ch, quote)
+        return pos, ch, quote
+
     def structure(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Structural bytes outside strings: positions, depth after each, closer and comma flags.
 
         Updates `in_string` and `depth` so the next block continues where this one stopped.
         """
-        pos = self.candidates(a)
-        ch = a[pos]
-        quote = ch == QUOTE
-        unmark_escaped(a, pos, ch, quote)
+        pos, ch, quote = self.quotes(a)
         parity = np.cumsum(quote, dtype=np.int64)
         if self.in_string:
             parity += 1
@@ -134,11 +139,7 @@ def nesting_depth(raw: bytes) -> int:
 def longest_string(raw: bytes) -> int:
     """The byte length of the longest string of a JSON text, as encoded (an open one counts)."""
     a = np.frombuffer(raw, np.uint8)
-    scanner = Scanner(depth=0)
-    pos = scanner.candidates(a)
-    ch = a[pos]
-    quote = ch == QUOTE
-    unmark_escaped(a, pos, ch, quote)
+    pos, _, quote = Scanner(depth=0).quotes(a)
     q = pos[quote]
     if len(q) % 2:
         q = np.append(q, len(raw))
@@ -155,3 +156,12 @@ def trailing_backslashes(buf: bytes) -> int:
 
 def leading_ws(raw: bytes) -> int:
     return len(raw) - len(raw.lstrip(WS))
+
+
+def string_end(data: bytes, start: int) -> int:
+    """Where the string whose opening quote is at `start` closes (`len(data)` if it does not):
+    for the few bytes read one at a time, before or outside the scan."""
+    i = start + 1
+    while i < len(data) and data[i] != QUOTE:
+        i += 2 if data[i] == BACKSLASH else 1
+    return i
