@@ -21,6 +21,18 @@ POLL = 0.005  # seconds between looks at the output folder
 PATIENCE = 60.0  # seconds a run may take to reach the point it is signalled at
 
 
+def small_run(
+    corpus, out: str | Path, *extra: str, tokens: str, max_images: int, image_tokens: str
+) -> list[str]:
+    """The main job's arguments for a run of one sample per shard on one worker: shards finish
+    one at a time, so a fault or a signal can land between any two."""
+    return [
+        "--source", str(corpus.source), "--images", str(corpus.images),
+        "--tokens", tokens, "--max-images", str(max_images), "--image-tokens", image_tokens,
+        "--shard-size", "1", "--workers", "1", "--out", str(out), "--quiet", *extra,
+    ]  # fmt: skip
+
+
 def invoke(arguments: list[str]):
     return CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
 

@@ -35,6 +35,7 @@ from tests.processes import (
     run_to_the_end,
     shard_count,
     signal_when,
+    small_run,
     stats_files,
 )
 
@@ -46,11 +47,7 @@ def corpus(tmp_path_factory):
 
 
 def args(corpus, out: str | Path, *extra: str) -> list[str]:
-    return [
-        "--source", str(corpus.source), "--images", str(corpus.images),
-        "--tokens", "1k", "--max-images", "16", "--image-tokens", "fixed:48",
-        "--shard-size", "1", "--workers", "1", "--out", str(out), "--quiet", *extra,
-    ]  # fmt: skip
+    return small_run(corpus, out, *extra, tokens="1k", max_images=16, image_tokens="fixed:48")
 
 
 def shards_are_whole(out: Path) -> int:

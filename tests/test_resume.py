@@ -19,6 +19,7 @@ from tests.processes import (
     run_to_the_end,
     shard_count,
     signal_when,
+    small_run,
     stats_files,
 )
 
@@ -31,11 +32,7 @@ def corpus(tmp_path_factory):
 
 
 def args(corpus, out: Path, *extra: str) -> list[str]:
-    return [
-        "--source", str(corpus.source), "--images", str(corpus.images),
-        "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64",
-        "--shard-size", "1", "--workers", "1", "--out", str(out), "--quiet", *extra,
-    ]  # fmt: skip
+    return small_run(corpus, out, *extra, tokens="2k", max_images=24, image_tokens="fixed:64")
 
 
 @pytest.fixture(scope="module")
