@@ -48,7 +48,7 @@ from compose.tokens import TextTokenizer, load_tokenizer
 if TYPE_CHECKING:
     import polars as pl
 
-CATALOG_VERSION = 2
+CATALOG_VERSION = 3  # 3: images carry crc32
 PART_ROWS = 4096  # at most this many dialogues in one part file ...
 PART_CHARS = 8 << 20  # ... and about this much text, so a part's memory is bounded either way
 _IN_FLIGHT = 8  # parts handed to the worker, not yet written: files on disk, not memory here
@@ -73,6 +73,7 @@ IMAGE_TYPE = pa.struct(
         ("height", pa.int32()),
         ("format", pa.string()),
         ("sha256", pa.string()),
+        ("crc32", pa.int64()),
     ]
 )
 SCHEMA = pa.schema(
@@ -394,7 +395,17 @@ class _Part:
             self.mentions.append(turn.mentions)
             self.chars += len(turn.text)
         self.images.extend(
-            (ref.number, ref.path, i.member, i.bytes, i.width, i.height, i.format, i.sha256)
+            (
+                ref.number,
+                ref.path,
+                i.member,
+                i.bytes,
+                i.width,
+                i.height,
+                i.format,
+                i.sha256,
+                i.crc32,
+            )
             for ref, i in zip(dialogue.images, infos, strict=True)
         )
         self.rows += 1
@@ -600,8 +611,8 @@ def part_table(columns: dict, counts: np.ndarray) -> pa.Table:
     ids, sources, files, indexes, offsets, formats, metas, n_turns, n_images = _transpose(
         columns["dialogues"], 9
     )
-    numbers, paths, members, sizes, widths, heights, kinds, digests = _transpose(
-        columns["images"], 8
+    numbers, paths, members, sizes, widths, heights, kinds, digests, crcs = _transpose(
+        columns["images"], 9
     )
     turn_counts = np.asarray(n_turns, dtype=np.int32)
     if (turn_counts % 2).any():
@@ -636,6 +647,7 @@ def part_table(columns: dict, counts: np.ndarray) -> pa.Table:
             pa.array(heights, pa.int32()),
             pa.array(kinds, pa.string()),
             pa.array(digests, pa.string()),
+            pa.array(crcs, pa.int64()),
         ],
         fields=list(IMAGE_TYPE),
     )
@@ -732,6 +744,12 @@ class Catalog:
         if meta is None:
             raise FileNotFoundError(
                 f"{path}: not a catalog (no readable catalog.json, or it fails its checksum)"
+            )
+        version = meta.get("catalog_version")
+        if version != CATALOG_VERSION:
+            raise ValueError(
+                f"{path}: a catalog of version {version}, this compose reads version "
+                f"{CATALOG_VERSION}: rebuild it with `compose ingest --force`"
             )
         damaged = damaged_parts(path, meta)
         if damaged:

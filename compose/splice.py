@@ -58,12 +58,13 @@ def compose_sample(
     key: str,
     segments: Sequence[PlannedSegment],
     *,
-    read_image: Callable[[int, str], bytes],
+    read_image: Callable[[int, dict], bytes],
     tokenizer: TextTokenizer,
     image_model: ImageTokenModel,
     config: SpliceConfig,
 ) -> Composed:
-    """Splice `segments` into one sample keyed `key`; `read_image(source, member)` gives bytes."""
+    """Splice `segments` into one sample keyed `key`; `read_image(source, image)` gives the bytes
+    of a catalog image entry (which the reader may check against its sha256 or crc32)."""
     messages: list[dict] = []
     canonical: list[str] = []
     images: list[dict] = []
@@ -106,7 +107,7 @@ def compose_sample(
                     "sha256": image["sha256"],
                 }
             )
-            blobs.append((ext, read_image(row["source"], image["member"])))
+            blobs.append((ext, read_image(row["source"], image)))
         entry = {
             "dialogue": row["id"],
             "row": row["row"],

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compose import catalog as catalog_module
 from compose import engine, shards
 from compose.catalog import Catalog, SourceSpec, ingest
 from compose.plan import Budgets, Policy, make_plan
@@ -185,3 +186,45 @@ def test_bad_engine_settings_are_refused():
     with pytest.raises(ValueError, match="workers"):
         engine.Output(out="x", workers=0)
     assert engine.Output(out="x").workers == engine.default_workers() >= 1
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_an_image_changed_since_ingest_stops_the_run_naming_it(tmp_path, zipped):
+    """The run checks every image against the catalog's CRC-32 (not its sha256): an image
+    rewritten after ingest, same size and name, stops the run before its shard is written."""
+    corpus = write_mmdu45k(tmp_path, 12, seed=9, zip=zipped)
+    catalog = tmp_path / "catalog"
+    ingest([SourceSpec(path=str(corpus.source), images=str(corpus.images))], catalog)
+    cat = Catalog.open(catalog)
+    plan = make_plan(cat.frame(PLAN_COLUMNS), BUDGETS, POLICY)
+    victim = cat.rows([int(plan.segments["dialogue"][0])])[0]["images"][0]
+    if zipped:
+        import zipfile
+
+        with zipfile.ZipFile(corpus.images) as old:
+            entries = [(i, old.read(i)) for i in old.infolist()]
+        with zipfile.ZipFile(corpus.images, "w") as new:
+            for info, data in entries:
+                changed = info.filename.endswith(victim["member"])
+                new.writestr(info, data[:-1] + bytes([data[-1] ^ 1]) if changed else data)
+    else:
+        path = Path(corpus.images) / victim["member"]
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    output = engine.Output(out=str(tmp_path / "out"), shard_size=3, workers=1)
+    with pytest.raises(ValueError, match=rf"{victim['member']}.*changed since the catalog"):
+        engine.run(str(catalog), plan, BUDGETS, POLICY, output)
+    assert not list((tmp_path / "out").glob("*.tar"))
+
+
+def test_a_catalog_of_another_version_is_refused(planned, tmp_path):
+    import shutil
+
+    copy = tmp_path / "catalog"
+    shutil.copytree(planned[0], copy)
+    meta = json.loads((copy / "catalog.json").read_text())
+    meta["catalog_version"] = 2  # as a compose before image CRC-32s wrote it, checksum and all
+    meta["checksum"] = catalog_module._meta_digest(meta)
+    (copy / "catalog.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="version 2, this compose reads version 3.*--force"):
+        Catalog.open(copy)

@@ -230,7 +230,7 @@ def compose(segments: list[PlannedSegment], overhead: int = 3):
     return compose_sample(
         "s1",
         segments,
-        read_image=lambda source, member: IMAGES[member],
+        read_image=lambda source, image: IMAGES[image["member"]],
         tokenizer=load_tokenizer("cl100k_base"),
         image_model=image_model("fixed:10"),
         config=SpliceConfig(style="mmdu", message_overhead=overhead, token_budget=1000),

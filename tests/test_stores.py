@@ -17,7 +17,7 @@ from PIL import Image
 
 from compose.model import SkipRecord
 from compose.sources import Limits, open_store
-from compose.sources.stores import DirStore, ZipStore, normalise
+from compose.sources.stores import DirStore, ImageChanged, ZipStore, normalise
 from tests.corpus import write_mmdu45k, write_mmdu_bench
 
 
@@ -306,3 +306,25 @@ def test_fixture_stores_resolve_every_image(tmp_path: Path) -> None:
             assert info.sha256 == digest
             assert (info.width, info.height) == corpus.sizes[path]
         store.close()
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_crc32_is_probed_and_checked_on_read(tmp_path: Path, zipped: bool) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (7, 5), "teal").save(buffer, "PNG")
+    data = buffer.getvalue()
+    if zipped:
+        root = tmp_path / "pics.zip"
+        with zipfile.ZipFile(root, "w") as archive:
+            archive.writestr("a/one.png", data)
+    else:
+        root = tmp_path / "pics"
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "one.png").write_bytes(data)
+    store = open_store(str(root))
+    member = store.resolve("a/one.png")
+    info = store.probe(member)
+    assert info.crc32 == zlib.crc32(data) and info.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.read(member, crc32=info.crc32) == data
+    with pytest.raises(ImageChanged, match=r"one.png.*changed since the catalog was made"):
+        store.read(member, crc32=info.crc32 ^ 1)

@@ -45,6 +45,7 @@ class ImageInfo:
     height: int
     format: str  # Pillow's format name: JPEG, PNG, ...
     sha256: str  # hex digest of the file bytes
+    crc32: int  # CRC-32 of the file bytes: what a run checks them against (see `read`)
 
 
 class ImageStore(Protocol):
@@ -52,7 +53,7 @@ class ImageStore(Protocol):
 
     def resolve(self, path: str) -> str: ...
 
-    def read(self, member: str) -> bytes: ...
+    def read(self, member: str, crc32: int | None = None) -> bytes: ...
 
     def probe(self, member: str, *, decode: bool = False) -> ImageInfo: ...
 
@@ -122,7 +123,9 @@ class DirStore:
                 return member
         raise SkipRecord("missing_image", f"{path!r} is not in the image folder {self.root}")
 
-    def read(self, member: str) -> bytes:
+    def read(self, member: str, crc32: int | None = None) -> bytes:
+        """The bytes of an image; with `crc32` (the catalog's), also proof that they are the
+        bytes ingest probed, or `ImageChanged`."""
         full = self._inside(normalise(member), member)
         try:
             info = os.stat(full)
@@ -136,6 +139,8 @@ class DirStore:
         except OSError as error:
             raise SkipRecord("missing_image", f"{member!r} in {self.root}: {error}") from None
         _check_size(member, len(data), self.limits)
+        if crc32 is not None:
+            _check_crc(self.root, member, zlib.crc32(data), crc32)
         return data
 
     def probe(self, member: str, *, decode: bool = False) -> ImageInfo:
@@ -185,11 +190,15 @@ class ZipStore:
                 )
         raise SkipRecord("missing_image", f"{path!r} is not in the zip {self.root}")
 
-    def read(self, member: str) -> bytes:
+    def read(self, member: str, crc32: int | None = None) -> bytes:
+        """The bytes of an image, checked by zipfile against the CRC-32 of the zip's directory;
+        with `crc32` (the catalog's), that CRC must be it, or `ImageChanged`."""
         archive = self._open()
         info = self._index.get(member)
         if info is None:
             raise SkipRecord("missing_image", f"{member!r} is not in the zip {self.root}")
+        if crc32 is not None:
+            _check_crc(self.root, member, info.CRC, crc32)
         _check_size(member, info.file_size, self.limits)
         try:
             with archive.open(info) as file:
@@ -217,7 +226,9 @@ class ZipStore:
         return data
 
     def probe(self, member: str, *, decode: bool = False) -> ImageInfo:
-        return probe_bytes(member, self.read(member), self.limits, decode=decode)
+        data = self.read(member)  # zipfile checked the bytes against info.CRC
+        crc32 = self._index[member].CRC
+        return probe_bytes(member, data, self.limits, decode=decode, crc32=crc32)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -280,7 +291,22 @@ def _check_size(member: str, size: int, limits: Limits) -> None:
         )
 
 
-def probe_bytes(member: str, data: bytes, limits: Limits, *, decode: bool = False) -> ImageInfo:
+class ImageChanged(ValueError):
+    """An image's bytes are not those the catalog was made from: the store changed since."""
+
+
+def _check_crc(root: str, member: str, found: int, expected: int) -> None:
+    if found != expected:
+        raise ImageChanged(
+            f"{member!r} in {root} changed since the catalog was made (CRC-32 {found:08x}, "
+            f"the catalog says {expected:08x}): make the catalog again (`compose ingest "
+            "--force`, or the same `compose --source` run with --force)"
+        )
+
+
+def probe_bytes(
+    member: str, data: bytes, limits: Limits, *, decode: bool = False, crc32: int | None = None
+) -> ImageInfo:
     """Size and format from the image header (Pillow), checked against the limits before any
     decoding. A JPEG or PNG cut short is told from its structure, without decoding (see
     `_cut_short`); the rarer formats are decoded whole. `decode=True` decodes every image,
@@ -317,7 +343,13 @@ def probe_bytes(member: str, data: bytes, limits: Limits, *, decode: bool = Fals
         detail = f"{member!r} is not a readable image: {type(error).__name__}: {message}"
         raise SkipRecord("undecodable_image", detail) from None
     return ImageInfo(
-        member=member, bytes=len(data), width=width, height=height, format=kind, sha256=digest
+        member=member,
+        bytes=len(data),
+        width=width,
+        height=height,
+        format=kind,
+        sha256=digest,
+        crc32=zlib.crc32(data) if crc32 is None else crc32,
     )
 
 
