@@ -118,7 +118,7 @@ def catalog(folder: Path) -> Path:
     images = folder / f"{NAME}_pics.zip"
     try:  # a catalog records absolute paths: one of a folder since moved is made again
         usable = Catalog.open(path).meta["sources"][0]["images"] == str(images.resolve())
-    except (FileNotFoundError, KeyError, IndexError):
+    except (FileNotFoundError, ValueError, KeyError, IndexError):  # ValueError: older version
         usable = False
     if not usable:
         command = [
