@@ -409,7 +409,8 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
     position = {row: i for i, row in enumerate(task.rows["row"].to_pylist())}
 
     def catalog_rows(numbers: list[int]) -> list[dict]:  # a sample's: the shard's stay Arrow
-        return task.rows.take([position[n] for n in numbers]).to_pylist()
+        # Zero-copy slices: `Table.take` copied the rows' text (a fifth of a run, measured).
+        return [task.rows.slice(position[n], 1).to_pylist()[0] for n in numbers]
 
     def read_image(source: int, image: dict) -> bytes:
         # The store proves the bytes are those ingest probed by the catalog's CRC-32 (free
