@@ -26,17 +26,22 @@ STYLES = ("canonical", "mmdu", "llava", "openai")
 
 # The scan runs case-sensitively on an ASCII-lowered copy of the text and starts every match
 # with the literal `image`, so the regex engine can jump between candidates with a fast literal
-# search; the character before a match decides what it is (see `refs`). That is ~15x faster
+# search; look-behinds placed after that literal decide what a match is. That is ~15x faster
 # than one case-insensitive pattern with a leading look-behind, and reads the same grammar:
-# at a '<' a tag or placeholder wins, so the word "image" inside a tag is never a mention; a
-# mention may not follow a word character or '<', nor be followed by one, so `Image1` never
-# matches inside `Image10`, `Image12b` or `myImage1`. Case folding is ASCII only (no dotless `ı`
-# or `İ` reading as `i`) and numbers are ASCII digits only, so a shifted number is always written
-# in the digits it was read in. A tag keeps a '-' sign so that `<image--1>` is read as a tag, and
-# rejected, not left as text.
+# after '<' only a tag or placeholder counts, so the word "image" inside a tag is never a
+# mention; a mention may not follow a word character or '<', nor be followed by one, so
+# `Image1` never matches inside `Image10`, `Image12b` or `myImage1`. (No match can hold another
+# `image`, so skipping a candidate never hides a later one.) Case folding is ASCII only (no
+# dotless `ı` or `İ` reading as `i`) and numbers are ASCII digits only, so a shifted number is
+# always written in the digits it was read in. A tag keeps a '-' sign so that `<image--1>` is
+# read as a tag, and rejected, not left as text.
 _SCAN = re.compile(
-    r"image(?:-(?P<tag>-?[0-9]+)>|(?P<placeholder>here>|>)|(?P<sep>[ _-]?)(?P<num>[0-9]+)(?!\w))"
+    r"image(?:"
+    r"(?<=<image)(?:-(?P<tag>-?[0-9]+)>|(?P<placeholder>here>|>))"
+    r"|(?<![\w<]image)[ _-]?(?P<num>[0-9]+)(?!\w)"
+    r")"
 )
+_MENTION = re.compile(r"image(?<![\w<]image)[ _-]?([0-9]+)(?!\w)")  # `_SCAN`'s mentions alone
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -53,27 +58,25 @@ class Ref(NamedTuple):
 
 def refs(text: str) -> Iterator[Ref]:
     """Every tag, placeholder and mention of `text`, in order."""
+    for match in _SCAN.finditer(_lowered(text)):
+        start, end = match.span()
+        kind = match.lastgroup
+        if kind == "num":
+            a, b = match.span("num")
+            yield Ref("mention", start, b, text[a:b], a, b)
+        elif kind == "tag":
+            a, b = match.span("tag")
+            yield Ref("tag", start - 1, end, text[a:b], a, b)
+        else:
+            yield Ref("placeholder", start - 1, end, "", end, end)
+
+
+def _lowered(text: str) -> str:
+    """`text` with ASCII letters lowered and every character where it was."""
     low = text.lower()
     if len(low) != len(text):  # a few non-ASCII letters lower to two characters
         low = text.translate(_ASCII_LOWER)
-    for match in _SCAN.finditer(low):
-        start, end = match.span()
-        before = text[start - 1] if start else ""
-        if before == "<":
-            if match.group("tag") is not None:
-                a, b = match.span("tag")
-                yield Ref("tag", start - 1, end, text[a:b], a, b)
-            elif match.group("placeholder") is not None:
-                yield Ref("placeholder", start - 1, end, "", end, end)
-            continue
-        if before.isalnum() or before == "_":
-            continue
-        if match.group("num") is not None:
-            a, b = match.span("num")
-            yield Ref("mention", start, end, text[a:b], a, b)
-        elif match.group("tag") is not None and not match.group("tag").startswith("-"):
-            a, b = match.span("tag")  # `image-3>` without '<' is the mention `image-3`
-            yield Ref("mention", start, b, text[a:b], a, b)
+    return low
 
 
 _TAG = re.compile(r"<image-([0-9]+)>")
@@ -249,7 +252,7 @@ def introductions(text: str) -> list[int]:
 
 def mentions(text: str) -> list[int]:
     """Image numbers mentioned in prose, in order (never raises, see `TOO_LARGE`)."""
-    return [_number(ref.digits) for ref in refs(text) if ref.kind == "mention"]
+    return [_number(digits) for digits in _MENTION.findall(_lowered(text))]
 
 
 def render(text: str, style: str) -> str:

@@ -791,3 +791,39 @@ def test_parse_numbers_exactly_the_placeholders_the_scan_finds(pieces, first):
             expected += [text[position : ref.start], tags.tag(number)]
             number, position = number + 1, ref.end
     assert tags.parse(text, "mmdu", first=first) == "".join([*expected, text[position:]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from(
+            [
+                "Image 1",
+                "image2",
+                "IMAGE_3",
+                "Image-9",
+                "image-4>",
+                "<image-3>",
+                "<image--1>",
+                "myImage5",
+                "Image12b",
+                "<",
+                ">",
+                "-",
+                "_",
+                " ",
+                "x",
+                "İ",
+                "ı",
+                "²",
+                "7",
+                "image",
+            ]
+        ),  # fmt: skip
+        max_size=12,
+    )
+)
+def test_mentions_are_the_scans_mentions(pieces):
+    text = "".join(pieces)
+    scanned = [tags._number(r.digits) for r in tags.refs(text) if r.kind == "mention"]
+    assert tags.mentions(text) == scanned
