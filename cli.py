@@ -39,7 +39,6 @@ from compose.engine import (
 )
 from compose.order import ORDERS, source_weights, split_weight
 from compose.plan import (
-    PLAN_COLUMNS,
     Budgets,
     Infeasible,
     Plan,
@@ -48,6 +47,7 @@ from compose.plan import (
     make_plan,
     parse_lengths,
     parse_reach,
+    plan_columns,
     save_plan,
 )
 from compose.show import write_page
@@ -435,7 +435,7 @@ def main_job(
             if not quiet:
                 err.print(ingest_report(summary, "ingest"))
         cat = Catalog.open(catalog_path)
-        frame = cat.frame(PLAN_COLUMNS)
+        frame = cat.frame(plan_columns(policy))
         check_feasible(frame, budgets, policy)
         tok = load_tokenizer(cat.meta["tokenizer"]["spec"])
         plan = make_plan(frame, budgets, policy, digit_tokens=tok.digit_tokens)
@@ -591,7 +591,7 @@ def plan_command(
     policy = build_policy(image_tokens, seed, order)
     with reported():
         cat = Catalog.open(catalog)
-        frame = cat.frame(PLAN_COLUMNS)
+        frame = cat.frame(plan_columns(policy))
         check_feasible(frame, budgets, policy)
         tok = load_tokenizer(cat.meta["tokenizer"]["spec"])
         plan = make_plan(frame, budgets, policy, digit_tokens=tok.digit_tokens)

@@ -2,18 +2,29 @@
 ceiling.
 
     python -m benchmarks.plan [--dialogues 45000] [--tokens 64k] [--repeat 3]
+    python -m benchmarks.plan --catalog PATH [--order random] [--repeat 3]   # time and memory
 
 The catalog frame is generated with numpy in the shape of MMDU-45k (MMDU paper, Table 1): 2-5
 images per dialogue (mean 3), mean 9 QA turns (max 27), about 520 text tokens per QA turn, image
 sides of 300-1000 px, and most dialogues introducing all their images in the first question.
 Only the columns the planner reads are built. The baseline beside each timing is the time to
 build the frame and to sort its flattened QA token column (numpy), as a scale for the machine.
+
+With `--catalog`, it runs `compose plan CATALOG` as a user would, in a child process, and reports
+its wall time, its peak RSS (psutil, every 50 ms) and the sha256 of the plan.parquet it wrote:
+equal digests from two revisions mean byte-identical plans.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -87,6 +98,45 @@ def synthetic_catalog(dialogues: int, seed: int = 0) -> pl.DataFrame:
     return pl.from_arrow(table)
 
 
+def measure_command(catalog: Path, tokens: str, order: str, seed: int) -> dict:
+    """`compose plan` on a real catalog in a child process: wall seconds, peak RSS in MiB
+    (summed and anonymous), samples, and the plan file's sha256."""
+    from benchmarks.compose import PeakRss  # psutil sampling, shared with the compose benchmark
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "plan.parquet"
+        command = [
+            sys.executable, "-c", "import cli; cli.main()", "plan", str(catalog),
+            "--tokens", tokens, "--order", order, "--seed", str(seed), "--out", str(out),
+            "--json",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.PIPE)
+        peak = PeakRss(child.pid)
+        stdout, _ = child.communicate()
+        seconds = time.perf_counter() - started
+        if child.returncode:
+            raise SystemExit(f"compose plan failed with exit code {child.returncode}")
+        total, anon, _ = peak.mb()
+        return {
+            "seconds": round(seconds, 2),
+            "peak_mb": total,
+            "peak_anon_mb": anon,
+            "samples": json.loads(stdout)["samples"],
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        }
+
+
+def main_catalog(args: argparse.Namespace) -> None:
+    for _ in range(args.repeat):
+        result = measure_command(args.catalog, args.tokens, args.order, args.seed)
+        print(
+            f"compose plan --order {args.order} --tokens {args.tokens}: {result['seconds']:.2f} s, "
+            f"peak {result['peak_mb']:,.0f} MB (anonymous {result['peak_anon_mb']:,.0f}), "
+            f"{result['samples']:,} samples, plan sha256 {result['sha256'][:16]}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dialogues", type=int, default=45_000)
@@ -95,7 +145,12 @@ def main() -> None:
     parser.add_argument("--image-tokens", default="llava-1.5")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--catalog", type=Path, help="time `compose plan` on this catalog")
+    parser.add_argument("--order", default="random", help="with --catalog: the plan order")
     args = parser.parse_args()
+    if args.catalog is not None:
+        main_catalog(args)
+        return
 
     started = time.perf_counter()
     frame = synthetic_catalog(args.dialogues, seed=args.seed)

@@ -36,6 +36,9 @@ STOPWORDS = frozenset(
 )
 _WEIGHT = re.compile(r"(?P<path>.+):(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 
+# The catalog column (a `Catalog.frame` name) of each dialogue's first message: topic order
+# reads it alone rather than every turn's text.
+FIRST_QUESTION = "turns[0].text"
 FIT_ROWS = 4096  # k-means centroids are fitted on at most this many dialogues, then all assigned
 KMEANS_ROUNDS = 12
 
@@ -86,8 +89,10 @@ def mix(parts: Sequence[np.ndarray], costs: Sequence[np.ndarray], weights: Seque
 
 
 def first_questions(frame: pl.DataFrame) -> pl.Series:
-    """The first user message of each catalog row (canonical text); raises if the frame has no
-    turn text."""
+    """The first user message of each catalog row (canonical text), from the frame's
+    `FIRST_QUESTION` column or else its turns; raises if the frame has neither."""
+    if FIRST_QUESTION in frame.columns:
+        return frame[FIRST_QUESTION].fill_null("")
     if "turns" not in frame.columns:
         raise ValueError("catalog frame lacks column turns (needed for --order topic)")
     inner = getattr(frame.schema["turns"], "inner", None)

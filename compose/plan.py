@@ -287,7 +287,8 @@ class PlanReport:
         return cls(**values)
 
 
-# The catalog columns the planner reads (docs/catalog.md): callers select only these.
+# The catalog columns the planner reads, as `Catalog.frame` names them: of the turns only their
+# mention numbers, of the images only their sizes, so planning never holds the turn text.
 PLAN_COLUMNS = [
     "row",
     "id",
@@ -295,10 +296,17 @@ PLAN_COLUMNS = [
     "n_qa",
     "qa_text_tokens",
     "qa_new_images",
-    "images",
-    "turns",
+    "images.width",
+    "images.height",
+    "turns.mentions",
     "source",
 ]
+
+
+def plan_columns(policy: Policy) -> list[str]:
+    """`PLAN_COLUMNS`, and the first question's text when the order is `topic`."""
+    topic = [ordering.FIRST_QUESTION] if policy.order == "topic" else []
+    return [*PLAN_COLUMNS, *topic]
 
 
 SEGMENT_SCHEMA = {
@@ -809,13 +817,14 @@ class _Mentions:
     def __init__(self, frame: pl.DataFrame, table: _Table, digit_tokens: DigitTokens) -> None:
         if "turns" not in frame.columns:
             raise ValueError("catalog frame lacks column turns (needed for mention correction)")
+        # One row per mention (millions at MMDU-45k scale): 32-bit columns halve the memory.
         turns = (
             frame.select(
-                pl.int_range(pl.len(), dtype=pl.Int64).alias("dialogue"),
+                pl.int_range(pl.len(), dtype=pl.Int32).alias("dialogue"),
                 pl.col("turns").list.eval(pl.element().struct.field("mentions")).alias("m"),
             )
             .explode("m", empty_as_null=False)
-            .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("dialogue").alias("turn"))
+            .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("dialogue").alias("turn"))
             .explode("m", empty_as_null=False)
             .drop_nulls("m")
         )
@@ -826,7 +835,8 @@ class _Mentions:
             bad = np.zeros(len(table.n_qa), dtype=bool)
             bad[dialogue[past]] = True
             raise _bad_row(frame, bad, "turns holds more messages than 2 * n_qa")
-        self.number = turns["m"].to_numpy().astype(np.int64)
+        self.number = turns["m"].to_numpy()
+        del turns
         if (self.number < 1).any():
             bad = np.zeros(len(table.n_qa), dtype=bool)
             bad[dialogue[self.number < 1]] = True

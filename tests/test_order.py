@@ -195,6 +195,13 @@ def test_order_on_the_command_line(tmp_path):
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert record["config"]["order"] == "topic"
     assert record["plan"]["coherence"] is not None
+    # `compose plan` on the run's catalog reads the first questions the same way: the same plan
+    again = tmp_path / "again.parquet"
+    args = ["plan", str(tmp_path / "t" / "catalog"), "--tokens", "2k", "--order", "topic"]
+    args += ["--image-tokens", "fixed:64", "--out", str(again), "--json"]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == (tmp_path / "t" / "plan.parquet").read_bytes()
     result = runner.invoke(cli.app, [*base, "--order", "alphabetical", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--order" in result.output

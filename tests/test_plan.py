@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from compose.catalog import Catalog, SourceSpec, ingest
 from compose.plan import (
     Budgets,
     Infeasible,
@@ -25,8 +26,10 @@ from compose.plan import (
     load_plan,
     make_plan,
     parse_tokens,
+    plan_columns,
     save_plan,
 )
+from tests.corpus import write_exmodd, write_mmdu45k
 
 SCHEMA = {
     "row": pl.Int64,
@@ -503,3 +506,73 @@ def test_image_sizes_the_model_refuses_name_the_row():
     )
     with pytest.raises(ValueError, match="catalog row 1, id 'b': image size refused"):
         check_feasible(frame, Budgets(tokens=4000), Policy())
+
+
+# --- the planner's columns: a slim read of the catalog plans what the whole rows plan -------
+
+# What the planner read before it named nested fields: every turn's text and image's path too.
+WHOLE_COLUMNS = ["row", "id", "n_images", "n_qa", "qa_text_tokens", "qa_new_images", "images"]
+WHOLE_COLUMNS += ["turns", "source"]
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory) -> Catalog:
+    """A real catalog: MMDU-45k-like dialogues (several images, prose mentions, first
+    questions) and EXMODD-like ones (one image), as sources 0 and 1."""
+    root = tmp_path_factory.mktemp("slim")
+    (root / "m45").mkdir()
+    (root / "ex").mkdir()
+    m45 = write_mmdu45k(root / "m45", 90, seed=41, zip=True)
+    exmodd = write_exmodd(root / "ex", 120, seed=42)
+    specs = [SourceSpec(path=str(c.source), images=str(c.images)) for c in (m45, exmodd)]
+    ingest(specs, root / "catalog")
+    return Catalog.open(root / "catalog")
+
+
+SLIM_CASES = {
+    "random": (Budgets(tokens=4096), Policy(image_tokens="fixed:64", seed=1)),
+    "input": (Budgets(tokens=4096, reuse=2), Policy(image_tokens="fixed:64", order="input")),
+    "topic": (Budgets(tokens=4096), Policy(image_tokens="fixed:64", order="topic", seed=2)),
+    "length": (Budgets(tokens=4096), Policy(image_tokens="fixed:64", order="length", seed=3)),
+    "probes": (
+        Budgets(tokens=4096, probes=2, min_reach_share=0.3),
+        Policy(image_tokens="fixed:64", seed=4),
+    ),
+    "mixing": (Budgets(tokens=4096), Policy(image_tokens="fixed:64", weights=(0.6, 0.4))),
+    "lengths": (
+        Budgets(tokens=8192, lengths=(2048, 4096, 8192), message_overhead=3),
+        Policy(image_tokens="fixed:64", seed=5),
+    ),
+    "images": (
+        Budgets(tokens=8192, max_images=20, min_images=4),
+        Policy(image_tokens="llava-1.5", seed=6),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SLIM_CASES))
+def test_the_slim_read_plans_byte_for_byte_what_whole_rows_plan(two_sources, tmp_path, case):
+    budgets, policy = SLIM_CASES[case]
+    whole = two_sources.frame(WHOLE_COLUMNS)
+    slim = two_sources.frame(plan_columns(policy))
+    assert "text" not in [f.name for f in slim.schema["turns"].inner.fields]
+    assert ("turns[0].text" in slim.columns) == (policy.order == "topic")
+    assert slim.estimated_size() < whole.estimated_size() / 3
+    check_feasible(slim, budgets, policy)
+    plans = [make_plan(f, budgets, policy, digit_tokens=digits_alone) for f in (whole, slim)]
+    assert plans[1].segments.equals(plans[0].segments)
+    assert plans[1].report == plans[0].report
+    written = [save_plan(p, tmp_path / f"{n}.parquet") for n, p in enumerate(plans)]
+    assert written[0].read_bytes() == written[1].read_bytes()
+    report = plans[0].report
+    assert report.samples >= 3 and report.segments_corrected > 0  # mentions were read
+    assert (report.probes > 0) == (case == "probes")
+    assert (report.coherence is not None) == (case == "topic")
+    assert all(m["segments"] > 0 for m in report.mix)  # both sources planned
+
+
+def test_topic_order_without_the_first_question_says_so(two_sources):
+    policy = Policy(image_tokens="fixed:64", order="topic")
+    frame = two_sources.frame(plan_columns(Policy()))
+    with pytest.raises(ValueError, match="turns has no text"):
+        make_plan(frame, Budgets(tokens=4096), policy)
