@@ -206,17 +206,22 @@ def reindex_mentions(text: str, offset: int) -> tuple[str, list[tuple[str, str]]
     changed: list[tuple[str, str]] = []
     countable = True
     position = 0
-    for ref in refs(text):
-        if ref.kind == "placeholder":
-            found = text[ref.start : ref.end]
+    shifted: dict[str, str] = {}  # a text names the same few images again and again
+    for match in _SCAN.finditer(_lowered(text)):  # `refs`, without a Ref per match
+        kind = match.lastgroup
+        if kind == "placeholder":
+            found = text[match.start() - 1 : match.end()]
             raise ValueError(f"placeholder {found!r} in a text to re-index: not canonical")
-        new = _shift(ref.digits, offset)
-        pieces.append(text[position : ref.digits_start])
-        pieces.append(new)
-        position = ref.digits_end
-        if ref.kind == "mention":
-            changed.append((ref.digits, new))
-            after = text[position : position + 1]
+        start, end = match.span(kind)
+        digits = text[start:end]
+        new = shifted.get(digits)
+        if new is None:
+            new = shifted[digits] = _shift(digits, offset)
+        pieces += (text[position:start], new)
+        position = end
+        if kind == "num":
+            changed.append((digits, new))
+            after = text[end : end + 1]
             countable = countable and after != "<" and after.isascii()
     pieces.append(text[position:])
     return "".join(pieces), changed if countable else None
