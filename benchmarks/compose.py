@@ -112,10 +112,17 @@ def corpus(dialogues: int, image_size: tuple[int, int], seed: int = 0, root: Pat
     return folder
 
 
+def images_of(folder: Path) -> Path:
+    """The corpus's image store: the generated zip, or a folder of the same name without
+    `.zip` (the full-size corpus is kept unpacked: its zip and a tar of it do not both fit)."""
+    unpacked = folder / f"{NAME}_pics"
+    return unpacked if unpacked.is_dir() else folder / f"{NAME}_pics.zip"
+
+
 def catalog(folder: Path) -> Path:
     """The corpus's catalog, ingested once (`compose ingest` keeps it while inputs match)."""
     path = folder / "catalog"
-    images = folder / f"{NAME}_pics.zip"
+    images = images_of(folder)
     try:  # a catalog records absolute paths: one of a folder since moved is made again
         usable = Catalog.open(path).meta["sources"][0]["images"] == str(images.resolve())
     except (FileNotFoundError, ValueError, KeyError, IndexError):  # ValueError: older version
@@ -179,8 +186,12 @@ class ComposeRun:
     workers: int
 
 
-def measure_compose(path: Path, out: Path, tokens: str, workers: int, engine: str) -> ComposeRun:
+def measure_compose(
+    path: Path, out: Path, tokens: str, workers: int, engine: str, cold: bool = False
+) -> ComposeRun:
     shutil.rmtree(out, ignore_errors=True)
+    if cold:
+        drop_caches()
     command = [
         *_compose(), "--catalog", str(path), "--out", str(out), "--tokens", tokens,
         "--workers", str(workers), "--engine", engine, "--quiet", "--json",
@@ -242,22 +253,39 @@ class TarRun:
     seconds: float
 
 
-def measure_tar(out: Path, scratch: Path) -> TarRun:
-    """GNU tar over the shards' image bytes, as files (written first, not timed)."""
-    folder = scratch / "images"
+def measure_tar(out: Path, scratch: Path, store: Path, cold: bool = False) -> TarRun:
+    """GNU tar over the same image bytes as files: the image folder compose read (every image
+    of the corpus), or else the shards' image members, written out first (not timed)."""
     shutil.rmtree(scratch, ignore_errors=True)
-    folder.mkdir(parents=True)
-    files = total = 0
-    for name, data in _image_members(out):
-        (folder / name).write_bytes(data)
-        files, total = files + 1, total + len(data)
+    scratch.mkdir(parents=True)
+    if store.is_dir():
+        parent, name = store.parent, store.name
+        sizes = [p.stat().st_size for p in store.rglob("*") if p.is_file()]
+        files, total = len(sizes), sum(sizes)
+    else:
+        parent, name = scratch, "images"
+        (scratch / name).mkdir()
+        files = total = 0
+        for member, data in _image_members(out):
+            (scratch / name / member).write_bytes(data)
+            files, total = files + 1, total + len(data)
+    if cold:
+        drop_caches()
     started = time.perf_counter()
-    subprocess.run(
-        ["tar", "cf", str(scratch / "images.tar"), "-C", str(scratch), "images"], check=True
-    )
+    subprocess.run(["tar", "cf", str(scratch / "images.tar"), "-C", str(parent), name], check=True)
     seconds = time.perf_counter() - started
     shutil.rmtree(scratch)
     return TarRun(files=files, bytes=total, seconds=round(seconds, 3))
+
+
+def drop_caches() -> None:
+    """Write back dirty pages and empty the page cache (Linux, as root), so that a command
+    reads its input from disk, as it would on a corpus larger than memory."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as error:
+        raise SystemExit(f"--cold needs root on Linux to drop the page cache ({error})") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +300,8 @@ class Result:
     fraction_of_tar: float  # tar seconds / compose seconds over the same image bytes
     fraction_of_tar_engine: float  # the same, with the shard-writing time only
     cores: int
+    cold: bool  # the page cache emptied before compose and before tar
+    floor_input: str  # what tar read: the image folder compose read, or the shards' members
     load_before: tuple[float, ...]
     load_after: tuple[float, ...]
 
@@ -285,6 +315,7 @@ def measure(
     engine: str = "local",
     seed: int = 0,
     root: Path = ROOT,
+    cold: bool = False,
 ) -> Result:
     cores = len(os.sched_getaffinity(0))
     folder = corpus(dialogues, image_size, seed, root)
@@ -292,9 +323,12 @@ def measure(
     load_before = os.getloadavg()
     plan = measure_plan(path, tokens, seed)
     out = folder / "bench-out"
-    run = measure_compose(path, out, tokens, workers or cores, engine)
-    tar = measure_tar(out, folder / "bench-tar")
-    shutil.rmtree(out)
+    run = measure_compose(path, out, tokens, workers or cores, engine, cold)
+    store = images_of(folder)
+    if store.is_dir():
+        shutil.rmtree(out)  # room for the tar: at full size both do not fit beside the corpus
+    tar = measure_tar(out, folder / "bench-tar", store, cold)
+    shutil.rmtree(out, ignore_errors=True)
     return Result(
         dialogues=dialogues,
         tokens=tokens,
@@ -306,6 +340,8 @@ def measure(
         fraction_of_tar=round(tar.seconds / run.seconds, 4),
         fraction_of_tar_engine=round(tar.seconds / max(run.engine_seconds, 1e-9), 4),
         cores=cores,
+        cold=cold,
+        floor_input="image folder" if store.is_dir() else "shard image members as files",
         load_before=tuple(round(v, 2) for v in load_before),
         load_after=tuple(round(v, 2) for v in os.getloadavg()),
     )
@@ -321,7 +357,9 @@ def report(result: Result) -> str:
         ("compose", f"{c.samples:,} samples, {c.shards} shards, {c.shard_bytes / 1e9:.3f} GB "
                     f"({c.images:,} images, {c.image_bytes / 1e9:.3f} GB) in {c.seconds:.2f} s "
                     f"wall, {c.engine_seconds:.2f} s writing shards, {c.workers} workers"),
-        ("floor (tar cf)", f"{t.files:,} files, {t.bytes / 1e9:.3f} GB in {t.seconds:.2f} s"),
+        ("floor (tar cf)", f"{t.files:,} files ({result.floor_input}), {t.bytes / 1e9:.3f} GB "
+                           f"in {t.seconds:.2f} s"),
+        ("page cache", "emptied before each (--cold)" if result.cold else "as it was (warm)"),
         ("throughput", f"compose {result.throughput_mb_s:,.1f} MB/s, tar {result.tar_mb_s:,.1f} "
                        "MB/s of image bytes"),
         ("compose / tar", f"{result.fraction_of_tar:.1%} of tar throughput "
@@ -348,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=ROOT, help="where corpora are kept")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="empty the page cache before compose and before tar (root, Linux)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.dialogues < 1:
@@ -360,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=args.engine,
         seed=args.seed,
         root=args.root,
+        cold=args.cold,
     )
     print(json.dumps(asdict(result), indent=2) if args.json else report(result))
     return 0

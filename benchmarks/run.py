@@ -165,7 +165,7 @@ def measure(
     cores = len(os.sched_getaffinity(0))
     run = bench.measure_compose(catalog, out, tokens, workers or cores, "local")
     load = load_stage(out, dialogues)
-    tar = bench.measure_tar(out, folder / "bench-tar")
+    tar = bench.measure_tar(out, folder / "bench-tar", bench.images_of(folder))
     stages += [_done(compose_stage(run, tar, dialogues)), _done(load)]
     shutil.rmtree(out)
     return stages
