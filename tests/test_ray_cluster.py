@@ -1,0 +1,145 @@
+"""Multi-node Ray: a head node and two worker nodes on this machine, each its own raylet with its
+own CPU, joined by `compose --engine ray --ray-address`. The shards, their stats files and the
+manifest are the bytes of a local one-worker run, and the cluster's own record of the run (the
+task events Ray keeps in its control store, GCS) shows the shard tasks ran on both worker nodes.
+
+The cluster lives on 127.0.0.1 and under a private temp folder, so it neither leaves the loopback
+interface nor becomes the "current cluster" that a bare `ray.init()` elsewhere would join."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import ray
+from ray._private import ray_constants
+from ray.cluster_utils import Cluster
+from typer.testing import CliRunner
+
+import cli
+from tests.corpus import write_mmdu45k
+
+WORKER_NODES = 2
+# No fixed port: another Ray instance on this machine must not collide with this one.
+HEAD = {"num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": None}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head with no CPU (it only hosts the control store and the driver's raylet, as on a real
+    cluster) and worker nodes of one CPU each, so tasks must leave the driver's node."""
+    private = tempfile.mkdtemp(prefix="rc")  # short: Ray's socket paths live under it
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", private)  # the session and ray_current_cluster stay ours
+        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # every node on 127.0.0.1
+        cluster = Cluster(initialize_head=True, head_node_args=HEAD)
+        try:
+            for _ in range(WORKER_NODES):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            yield cluster
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            cluster.shutdown()
+    shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    return write_mmdu45k(root, 60, seed=5, zip=True)
+
+
+def args(corpus, out: Path, *extra: str) -> list[str]:
+    return [
+        "--source", str(corpus.source), "--images", str(corpus.images), "--out", str(out),
+        "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64", "--seed", "3",
+        "--shard-size", "1", "--quiet", "--json", *extra,
+    ]  # fmt: skip
+
+
+def invoke(arguments: list[str]) -> dict:
+    result = CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def digests(out: Path) -> dict[str, str]:
+    """Every shard, stats file and the manifest: what must not depend on what ran the tasks."""
+    kept = [p for p in out.iterdir() if p.name.endswith((".tar", ".stats.json"))]
+    kept.append(out / "manifest.parquet")
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(kept)}
+
+
+def task_nodes(cluster: Cluster) -> dict[str, dict[str, set[str]]]:
+    """Per job, each `write_task` task and the nodes Ray leased it to, from the task events in
+    GCS. The owner (the driver) records the node when the lease is granted and flushes its
+    events when it disconnects, so they are complete once `compose` has returned.
+    (`ray.util.state.list_tasks` reads the same events, but through the dashboard, which needs
+    `ray[default]`.)"""
+    placed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for event in cluster.global_state._get_all_task_events():
+        if event.task_info.name != "write_task":
+            continue
+        nodes = placed[event.job_id.hex()][event.task_id.hex()]
+        nodes.update(u.node_id.hex() for u in [event.state_updates] if u.node_id)
+    return placed
+
+
+@pytest.fixture(scope="module")
+def local_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    return out, invoke(args(corpus, out, "--workers", "1"))
+
+
+@pytest.fixture(scope="module")
+def cluster_run(cluster, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("on-cluster")
+    before = set(task_nodes(cluster))
+    record = invoke(args(corpus, out, "--engine", "ray", "--ray-address", cluster.address))
+    jobs = {job: tasks for job, tasks in task_nodes(cluster).items() if job not in before}
+    return out, record, jobs
+
+
+def test_the_cluster_has_separate_nodes_with_their_own_cpus(cluster):
+    nodes = [n for n in cluster.global_state.node_table() if n["Alive"]]
+    assert len(nodes) == 1 + WORKER_NODES
+    assert len({n["NodeManagerAddress"] for n in nodes}) == 1  # one machine: 127.0.0.1
+    assert len({n["NodeManagerPort"] for n in nodes}) == 1 + WORKER_NODES  # separate raylets
+    assert sorted(n["Resources"].get("CPU", 0) for n in nodes) == [0, 1, 1]
+
+
+def test_a_multi_node_run_gives_the_local_bytes(local_run, cluster_run):
+    local, local_record = local_run
+    out, record, _ = cluster_run
+    assert record["summary"]["samples"] == local_record["summary"]["samples"] > 8
+    assert record["summary"]["shards"] == local_record["summary"]["shards"] > 8
+    assert digests(out) == digests(local)
+    assert len(digests(out)) == 2 * record["summary"]["shards"] + 1
+    assert (out / "run.json").exists()  # the run completed: run.json is written last
+
+
+def test_shard_tasks_ran_on_every_worker_node_and_never_on_the_head(cluster, cluster_run):
+    _, record, jobs = cluster_run
+    assert len(jobs) == 1  # the compose run is one Ray job (one driver)
+    (tasks,) = jobs.values()
+    assert len(tasks) == record["summary"]["shards"]  # one task per shard, none retried
+    assert all(len(nodes) == 1 for nodes in tasks.values())  # each ran once, on one node
+    used = set().union(*tasks.values())
+    workers = {node.node_id for node in cluster.worker_nodes}
+    assert used == workers  # every worker node ran shards
+    assert cluster.head_node.node_id not in used  # the head has no CPU to run them
+
+
+def test_a_rerun_on_the_cluster_keeps_every_shard(cluster, corpus, cluster_run):
+    out, record, _ = cluster_run
+    expected = digests(out)
+    again = invoke(args(corpus, out, "--engine", "ray", "--ray-address", cluster.address))
+    assert again["summary"]["skipped_shards"] == record["summary"]["shards"]
+    assert digests(out) == expected
