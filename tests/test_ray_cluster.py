@@ -2,17 +2,19 @@
 own CPU, joined by `compose --engine ray --ray-address`. The shards, their stats files and the
 manifest are the bytes of a local one-worker run, and the cluster's own record of the run (the
 task events Ray keeps in its control store, GCS) shows the shard tasks ran on both worker nodes.
+With an `s3://` output (moto's S3 server on loopback, see test_s3.py) each worker node stages
+its shards in its own folder, as on machines that share nothing but the bucket.
 
 The cluster lives on 127.0.0.1 and under a private temp folder, so it neither leaves the loopback
 interface nor becomes the "current cluster" that a bare `ray.init()` elsewhere would join."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,32 +24,55 @@ from ray.cluster_utils import Cluster
 from typer.testing import CliRunner
 
 import cli
+from compose import storage
 from tests.corpus import write_mmdu45k
+from tests.test_s3 import BUCKET, digests, remote_files, s3_endpoint
 
 WORKER_NODES = 2
 # No fixed port: another Ray instance on this machine must not collide with this one.
 HEAD = {"num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": None}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nodes:
+    cluster: Cluster
+    stages: dict[str, Path]  # worker node id -> its own COMPOSE_STAGE (its "local disk")
+    driver_stage: Path
+    s3: object  # the s3fs file system of the bucket every node reaches
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def nodes(tmp_path_factory):
     """A head with no CPU (it only hosts the control store and the driver's raylet, as on a real
-    cluster) and worker nodes of one CPU each, so tasks must leave the driver's node."""
+    cluster) and worker nodes of one CPU each, so tasks must leave the driver's node. Nodes
+    inherit this process's environment (the S3 endpoint and credentials) when they start."""
+    root = tmp_path_factory.mktemp("nodes")
     private = tempfile.mkdtemp(prefix="rc")  # short: Ray's socket paths live under it
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", private)  # the session and ray_current_cluster stay ours
-        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # every node on 127.0.0.1
-        cluster = Cluster(initialize_head=True, head_node_args=HEAD)
-        try:
-            for _ in range(WORKER_NODES):
-                cluster.add_node(num_cpus=1)
-            cluster.wait_for_nodes()
-            yield cluster
-        finally:
-            if ray.is_initialized():
-                ray.shutdown()
-            cluster.shutdown()
-    shutil.rmtree(private, ignore_errors=True)
+    try:
+        with pytest.MonkeyPatch.context() as patch, s3_endpoint(patch, root) as (_, fs):
+            patch.setenv("RAY_TMPDIR", private)  # the session and ray_current_cluster stay ours
+            patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # every node on 127.0.0.1
+            patch.setenv(storage.STAGE_ENV, str(root / "driver"))
+            cluster = Cluster(initialize_head=True, head_node_args=HEAD)
+            try:
+                stages = {}
+                for number in range(WORKER_NODES):
+                    stage = root / f"node{number}"
+                    node = cluster.add_node(num_cpus=1, env_vars={storage.STAGE_ENV: str(stage)})
+                    stages[node.node_id] = stage
+                cluster.wait_for_nodes()
+                yield Nodes(cluster=cluster, stages=stages, driver_stage=root / "driver", s3=fs)
+            finally:
+                if ray.is_initialized():
+                    ray.shutdown()
+                cluster.shutdown()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes):
+    return nodes.cluster
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +81,7 @@ def corpus(tmp_path_factory):
     return write_mmdu45k(root, 60, seed=5, zip=True)
 
 
-def args(corpus, out: Path, *extra: str) -> list[str]:
+def args(corpus, out: Path | str, *extra: str) -> list[str]:
     return [
         "--source", str(corpus.source), "--images", str(corpus.images), "--out", str(out),
         "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64", "--seed", "3",
@@ -70,11 +95,8 @@ def invoke(arguments: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def digests(out: Path) -> dict[str, str]:
-    """Every shard, stats file and the manifest: what must not depend on what ran the tasks."""
-    kept = [p for p in out.iterdir() if p.name.endswith((".tar", ".stats.json"))]
-    kept.append(out / "manifest.parquet")
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(kept)}
+def files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
 def task_nodes(cluster: Cluster) -> dict[str, dict[str, set[str]]]:
@@ -120,8 +142,8 @@ def test_a_multi_node_run_gives_the_local_bytes(local_run, cluster_run):
     out, record, _ = cluster_run
     assert record["summary"]["samples"] == local_record["summary"]["samples"] > 8
     assert record["summary"]["shards"] == local_record["summary"]["shards"] > 8
-    assert digests(out) == digests(local)
-    assert len(digests(out)) == 2 * record["summary"]["shards"] + 1
+    assert digests(files(out)) == digests(files(local))
+    assert len(digests(files(out))) == 2 * record["summary"]["shards"] + 1
     assert (out / "run.json").exists()  # the run completed: run.json is written last
 
 
@@ -139,7 +161,21 @@ def test_shard_tasks_ran_on_every_worker_node_and_never_on_the_head(cluster, clu
 
 def test_a_rerun_on_the_cluster_keeps_every_shard(cluster, corpus, cluster_run):
     out, record, _ = cluster_run
-    expected = digests(out)
+    expected = digests(files(out))
     again = invoke(args(corpus, out, "--engine", "ray", "--ray-address", cluster.address))
     assert again["summary"]["skipped_shards"] == record["summary"]["shards"]
-    assert digests(out) == expected
+    assert digests(files(out)) == expected
+
+
+def test_worker_nodes_write_to_s3_through_their_own_disks(nodes, corpus, local_run):
+    local, local_record = local_run
+    out = f"s3://{BUCKET}/on-cluster"
+    address = nodes.cluster.address
+    record = invoke(args(corpus, out, "--engine", "ray", "--ray-address", address))
+    assert record["summary"]["shards"] == local_record["summary"]["shards"]
+    assert digests(remote_files(nodes.s3, out)) == digests(files(local))
+    staged = storage.workspace(out).name  # the stage folder a URL gets on every node
+    wrote = {node for node, stage in nodes.stages.items() if (stage / staged / "shards").is_dir()}
+    assert wrote == set(nodes.stages)  # every worker node wrote shards on its own disk...
+    assert not [p for s in nodes.stages.values() for p in (s / staged / "shards").iterdir()]
+    assert not (nodes.driver_stage / staged / "shards").exists()  # ...and the driver none

@@ -11,12 +11,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
 import fsspec.config
 import pytest
+import requests
 import s3fs
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
@@ -39,36 +42,45 @@ class Endpoint:
     stage: Path  # COMPOSE_STAGE: where this "machine" stages remote inputs and outputs
 
 
+@contextmanager
+def s3_endpoint(patch: pytest.MonkeyPatch, root: Path) -> Iterator[tuple[str, s3fs.S3FileSystem]]:
+    """Moto's S3 server on 127.0.0.1, and this process's environment (so every process it starts)
+    set to reach it and nothing else: test credentials, no profile, no instance metadata."""
+    for name in [n for n in os.environ if n.startswith(("AWS_", "FSSPEC_S3"))]:
+        patch.delenv(name)  # no developer profile, region or endpoint leaks in
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance for credentials
+    patch.setenv("AWS_CONFIG_FILE", str(root / "absent"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "absent"))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        patch.setenv("FSSPEC_S3_ENDPOINT_URL", url)  # fsspec reads it when imported...
+        patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": url})  # ...as here it was
+        fs = fsspec.filesystem("s3")  # configured by the above alone, like compose's
+        assert fs.endpoint_url == url
+        fs.mkdir(BUCKET)
+        yield url, fs
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        requests.post(f"{url}/moto-api/reset", timeout=10)  # moto keeps buckets per process
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     root = tmp_path_factory.mktemp("s3")
     corpus = write_mmdu45k(root, 50, seed=21, zip=True)
     with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith(("AWS_", "FSSPEC_S3"))]:
-            patch.delenv(name)  # no developer profile, region or endpoint leaks in
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance for credentials
-        patch.setenv("AWS_CONFIG_FILE", str(root / "absent"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "absent"))
         patch.setenv(storage.STAGE_ENV, str(root / "stage"))
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            url = f"http://{host}:{port}"
-            patch.setenv("FSSPEC_S3_ENDPOINT_URL", url)  # fsspec reads it when imported...
-            patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": url})  # ...as here it was
-            fs = fsspec.filesystem("s3")  # configured by the above alone, like compose's
-            assert fs.endpoint_url == url
-            fs.mkdir(BUCKET)
+        with s3_endpoint(patch, root) as (url, fs):
             fs.put_file(str(corpus.source), SOURCE)
             fs.put_file(str(corpus.images), IMAGES)
             yield Endpoint(url=url, fs=fs, corpus=corpus, stage=root / "stage")
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()
 
 
 def args(source: str, images: str, out: str, *extra: str) -> list[str]:
@@ -93,9 +105,9 @@ def run_process(arguments: list[str], env: dict[str, str]) -> dict:
     return json.loads(result.stdout)
 
 
-def remote_files(s3: Endpoint, url: str) -> dict[str, bytes]:
-    s3.fs.invalidate_cache()  # other processes wrote there
-    return {Path(p).name: s3.fs.cat_file(p) for p in s3.fs.ls(url, detail=False)}
+def remote_files(fs: s3fs.S3FileSystem, url: str) -> dict[str, bytes]:
+    fs.invalidate_cache()  # other processes wrote there
+    return {Path(p).name: fs.cat_file(p) for p in fs.ls(url, detail=False)}
 
 
 def digests(files: dict[str, bytes]) -> dict[str, str]:
@@ -116,7 +128,7 @@ def staged(s3: Endpoint, name: str) -> Path:
 @pytest.fixture(scope="module")
 def s3_run(s3):
     record = invoke(args(SOURCE, IMAGES, OUT, "--workers", "2"))  # spawned workers upload
-    return remote_files(s3, OUT), record
+    return remote_files(s3.fs, OUT), record
 
 
 def test_s3_inputs_and_output_give_the_bytes_of_a_local_run(s3, s3_run, tmp_path):
@@ -161,7 +173,7 @@ def test_a_fresh_process_resumes_with_botocores_endpoint_variable(s3, s3_run):
     s3.fs.pipe_file(damaged, s3.fs.cat_file(damaged)[:-1] + b"x")
     again = run_process(args(SOURCE, IMAGES, OUT, "--workers", "1", "--resume"), env)
     assert again["summary"]["skipped_shards"] == record["summary"]["shards"] - 2
-    assert digests(remote_files(s3, OUT)) == digests(files)
+    assert digests(remote_files(s3.fs, OUT)) == digests(files)
 
 
 @pytest.mark.xfail(
@@ -173,8 +185,8 @@ def test_the_bytes_do_not_depend_on_where_a_machine_stages_inputs(s3, monkeypatc
     url = f"s3://{BUCKET}/composed/moved"
     monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "machine-a"))
     first = invoke(args(SOURCE, IMAGES, url, "--workers", "1"))
-    expected = digests(remote_files(s3, url))
+    expected = digests(remote_files(s3.fs, url))
     monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "machine-b"))
     again = invoke(args(SOURCE, IMAGES, url, "--workers", "1"))
     assert again["summary"]["skipped_shards"] == first["summary"]["shards"]
-    assert digests(remote_files(s3, url)) == expected
+    assert digests(remote_files(s3.fs, url)) == expected
