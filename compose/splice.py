@@ -111,7 +111,8 @@ def compose_sample(
         entry = {
             "dialogue": row["id"],
             "row": row["row"],
-            "file": row["file"],
+            "source": row["source"],  # index of the input in run.json's `inputs`
+            "file": file_name(row["file"]),
             "index": row["index"],
             "first_turn": segment.first_turn,
             "last_turn": segment.last_turn,
@@ -160,6 +161,12 @@ def compose_sample(
         "probes": [_probe_entry(p, provenance, canonical, spans) for p in probes],
     }
     return Composed(sample=sample, images=tuple(blobs))
+
+
+def file_name(path: str) -> str:
+    """The name of a source file without its folders: a sample's bytes must not depend on
+    where the corpus lay (run.json's `inputs` give each input's full path and sha256)."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _renumbered(turn: dict, offset: int, tokenizer: TextTokenizer) -> tuple[str, int | None]:

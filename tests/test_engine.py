@@ -228,3 +228,21 @@ def test_a_catalog_of_another_version_is_refused(planned, tmp_path):
     (copy / "catalog.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="version 2, this compose reads version 3.*--force"):
         Catalog.open(copy)
+
+
+def test_the_same_corpus_in_another_folder_gives_the_same_bytes(tmp_path):
+    """Samples name their source file without its folders, so moving the corpus (or running on
+    another machine) changes no shard byte; run.json keeps each input's full path."""
+    outs = []
+    for place in ("here", "there/deeper"):
+        folder = tmp_path / place
+        folder.mkdir(parents=True)
+        corpus = write_mmdu45k(folder, 20, seed=11, zip=True)
+        catalog = folder / "catalog"
+        ingest([SourceSpec(path=str(corpus.source), images=str(corpus.images))], catalog)
+        cat = Catalog.open(catalog)
+        plan = make_plan(cat.frame(PLAN_COLUMNS), BUDGETS, POLICY)
+        out = folder / "out"
+        engine.run(str(catalog), plan, BUDGETS, POLICY, engine.Output(out=str(out), workers=1))
+        outs.append(out)
+    assert digests(outs[0]) == digests(outs[1]) and len(digests(outs[0])) >= 2
