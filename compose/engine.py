@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from compose import __version__, shards, storage
 from compose.catalog import SCHEMA as CATALOG_SCHEMA
 from compose.catalog import Catalog, SourceSpec
+from compose.catalog_rows import TaskRows
 from compose.plan import Budgets, Plan, Policy
 from compose.sources import Limits, open_store
 from compose.splice import PlannedSegment, SpliceConfig, compose_sample
@@ -406,17 +407,7 @@ def write_task(task: ShardTask) -> ShardResult:
 def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRecord]:
     tokenizer, images = _worker_state(task.tokenizer, task.policy.image_tokens)
     budgets = task.budgets
-    position = {row: i for i, row in enumerate(task.rows["row"].to_pylist())}
-    # One struct per row of the columns splicing reads, each made a Python dict only when its
-    # sample comes: the shard's rows stay Arrow. (Per-row table slices cost twice as much,
-    # `Table.take` per sample copied the text: a fifth of a run.)
-    table = task.rows.select(SPLICE_COLUMNS)
-    structs = pa.StructArray.from_arrays(
-        [column.combine_chunks() for column in table.columns], names=SPLICE_COLUMNS
-    )
-
-    def catalog_rows(numbers: list[int]) -> list[dict]:
-        return [structs[position[n]].as_py() for n in numbers]
+    catalog = TaskRows(task.rows)  # only the turns a sample uses become Python objects
 
     def read_image(source: int, image: dict) -> bytes:
         # The store proves the bytes are those ingest probed by the catalog's CRC-32 (free
@@ -426,7 +417,7 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
     by_sample = groupby(task.segments.to_pylist(), key=lambda r: r["sample"])
     for key, (_, rows) in zip(task.keys, by_sample, strict=True):
         group = list(rows)
-        rows = catalog_rows([r["dialogue"] for r in group])
+        rows = catalog.rows([r["dialogue"] for r in group])
         planned = [_planned(r, row) for r, row in zip(group, rows, strict=True)]
         at = budgets.at(group[0].get("budget", budgets.tokens))  # this sample's length
         config = SpliceConfig(
@@ -460,7 +451,7 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
                 budgets=sample_budgets,
                 blobs=blobs,
                 decode_images=False,
-                hashes=False,
+                images_verified=True,
             )
             if problems:
                 raise SampleInvalid(problems)
@@ -470,9 +461,6 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
             sample_json=orjson.dumps(composed.sample, option=orjson.OPT_SORT_KEYS),
             images=composed.images,
         )
-
-
-SPLICE_COLUMNS = ["row", "id", "source", "file", "index", "turns", "images"]  # what splice reads
 
 
 def _planned(segment: dict, row: dict) -> PlannedSegment:
