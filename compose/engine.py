@@ -45,7 +45,7 @@ from compose.catalog import Catalog, SourceSpec
 from compose.catalog_rows import TaskRows
 from compose.plan import Budgets, Plan, Policy
 from compose.sources import Limits, open_store
-from compose.splice import PlannedSegment, SpliceConfig, compose_sample
+from compose.splice import PlannedSegment, SpliceConfig, compose_sample, file_name
 from compose.tokens import image_model, load_tokenizer
 from compose.validate import SampleBudgets, SampleInvalid, check_sample
 
@@ -180,7 +180,9 @@ def run(
 def fingerprint(cat: Catalog, plan: Plan, budgets: Budgets, policy: Policy, output: Output) -> str:
     """What the shards' bytes depend on; equal fingerprints mean a finished shard can be kept."""
     digest = hashlib.sha256()
-    digest.update(orjson.dumps(cat.meta.get("key", cat.meta), option=orjson.OPT_SORT_KEYS))
+    digest.update(
+        orjson.dumps(_placeless(cat.meta.get("key", cat.meta)), option=orjson.OPT_SORT_KEYS)
+    )
     digest.update(plan.segments.write_ipc(None, compression="uncompressed").getvalue())
     settings = {
         "tool": __version__,
@@ -190,6 +192,16 @@ def fingerprint(cat: Catalog, plan: Plan, budgets: Budgets, policy: Policy, outp
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _placeless(key: dict) -> dict:
+    """The catalog key with its inputs named by file name, as samples name them: a run resumed
+    on another machine, with its inputs staged elsewhere, writes the same bytes."""
+    sources = [
+        {**s, **{k: file_name(str(s[k])) for k in ("path", "images") if k in s}}
+        for s in key.get("sources", [])
+    ]
+    return {**key, "sources": sources} if "sources" in key else key
 
 
 def _begin(output: Output, run_fingerprint: str) -> bool:

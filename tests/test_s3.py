@@ -187,11 +187,6 @@ def test_the_bytes_do_not_depend_on_where_a_machine_stages_inputs(s3, monkeypatc
     assert digests(remote_files(s3.fs, url)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the catalog key (and so the run's fingerprint) holds the staged copy's resolved local"
-    " path: another COMPOSE_STAGE (another machine) rewrites every shard and --resume refuses",
-)
 def test_another_machine_resumes_the_run(s3, monkeypatch, tmp_path):
     url = f"s3://{BUCKET}/composed/elsewhere"
     monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "machine-a"))
