@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import metadata
@@ -55,7 +55,11 @@ MANIFEST = shards.MANIFEST_NAME
 INDEX = shards.INDEX_NAME
 PLAN_FILE = "plan.parquet"
 ENGINES = ("local", "ray")
+READ_THREADS = 4  # per worker: image reads in flight while it splices
+READ_AHEAD = 2  # samples whose images are read ahead of the one being spliced
 IN_FLIGHT = 2  # tasks queued per worker: enough to keep every worker busy
+READ_THREADS = 4  # per worker: image reads in flight while it splices
+READ_AHEAD = 2  # samples whose images are read ahead of the one being spliced
 MANIFEST_GROUP = 65536  # manifest rows per Parquet row group
 _TEMP = re.compile(r"\..+\.\d+-[0-9a-f]{8}\.tmp")  # shards._temp_path and ours
 _ROWS = "catalog-rows-{}.arrow"
@@ -417,19 +421,49 @@ def write_task(task: ShardTask) -> ShardResult:
 
 
 def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRecord]:
+    pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="compose-read")
+    try:
+        yield from _spliced(task, manifest, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_image(task: ShardTask, source: int, image: dict) -> bytes:
+    # The store proves the bytes are those ingest probed by the catalog's CRC-32 (free in a
+    # zip, whose reader checks it anyway), so the sample check skips their sha256.
+    return _store(task.stores[source]).read(image["member"], crc32=image["crc32"])
+
+
+def _spliced(
+    task: ShardTask, manifest: list[dict], pool: ThreadPoolExecutor
+) -> Iterator[shards.SampleRecord]:
+    """The task's samples, in order. Each sample's images are read in `pool` while the
+    samples before it are spliced: on a corpus larger than memory they come from disk, and a
+    worker reading them itself would leave its core idle (reads and zlib's CRC release the GIL)."""
     tokenizer, images = _worker_state(task.tokenizer, task.policy.image_tokens)
     budgets = task.budgets
     catalog = TaskRows(task.rows)  # only the turns a sample uses become Python objects
+    for store in set(task.stores):
+        _store(store)  # opened here, before any thread reads from it
 
-    def read_image(source: int, image: dict) -> bytes:
-        # The store proves the bytes are those ingest probed by the catalog's CRC-32 (free
-        # in a zip, whose reader checks it anyway), so the check below skips their sha256.
-        return _store(task.stores[source]).read(image["member"], crc32=image["crc32"])
+    def fetch(sample: tuple[str, list[dict]]) -> tuple[str, list[dict], list[dict], Callable]:
+        key, group = sample
+        rows = catalog.rows([r["dialogue"] for r in group])
+        futures = {
+            (row["source"], image["member"]): pool.submit(_read_image, task, row["source"], image)
+            for segment, row in zip(group, rows, strict=True)
+            for image in row["images"][: segment["images"]]
+        }
+
+        def read_image(source: int, image: dict) -> bytes:
+            future = futures.get((source, image["member"]))
+            return future.result() if future is not None else _read_image(task, source, image)
+
+        return key, group, rows, read_image
 
     by_sample = groupby(task.segments.to_pylist(), key=lambda r: r["sample"])
-    for key, (_, rows) in zip(task.keys, by_sample, strict=True):
-        group = list(rows)
-        rows = catalog.rows([r["dialogue"] for r in group])
+    samples = ((key, list(rows)) for key, (_, rows) in zip(task.keys, by_sample, strict=True))
+    for key, group, rows, read_image in _ahead(samples, fetch, READ_AHEAD):
         planned = [_planned(r, row) for r, row in zip(group, rows, strict=True)]
         at = budgets.at(group[0].get("budget", budgets.tokens))  # this sample's length
         config = SpliceConfig(
@@ -473,6 +507,17 @@ def _records(task: ShardTask, manifest: list[dict]) -> Iterator[shards.SampleRec
             sample_json=orjson.dumps(composed.sample, option=orjson.OPT_SORT_KEYS),
             images=composed.images,
         )
+
+
+def _ahead(items: Iterable, fetch: Callable, depth: int) -> Iterator:
+    """`fetch(item)` of every item in order, each called `depth` items before it is yielded."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(fetch(item))
+        if len(pending) > depth:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
 
 
 def _planned(segment: dict, row: dict) -> PlannedSegment:
