@@ -179,6 +179,7 @@ class ComposeRun:
     images: int
     seconds: float  # wall time of the command: interpreter start, plan and shards
     cpu_seconds: float  # user + system of the command and its workers: less sensitive to load
+    system_seconds: float  # of which in the kernel (reading, writing, page cache)
     engine_seconds: float  # the shard-writing part, as the run reports it
     peak_rss_mb: float  # summed over the command and its workers
     peak_anon_mb: float  # the same, anonymous memory only (no page-cache file pages)
@@ -196,12 +197,12 @@ def measure_compose(
         *_compose(), "--catalog", str(path), "--out", str(out), "--tokens", tokens,
         "--workers", str(workers), "--engine", engine, "--quiet", "--json",
     ]  # fmt: skip
-    started, cpu = time.perf_counter(), _children_cpu()
+    started, cpu, system = time.perf_counter(), _children_cpu(), _children_cpu(system=True)
     child = subprocess.Popen(command, stdout=subprocess.PIPE)
     peak = PeakRss(child.pid)
     stdout, _ = child.communicate()
     seconds = time.perf_counter() - started
-    cpu = _children_cpu() - cpu
+    cpu, system = _children_cpu() - cpu, _children_cpu(system=True) - system
     if child.returncode:
         raise SystemExit(f"compose failed with exit code {child.returncode}")
     record = json.loads(stdout)
@@ -216,6 +217,7 @@ def measure_compose(
         images=summary["images"],
         seconds=round(seconds, 2),
         cpu_seconds=round(cpu, 2),
+        system_seconds=round(system, 2),
         engine_seconds=round(summary["seconds"], 2),
         peak_rss_mb=total,
         peak_anon_mb=anon,
@@ -224,12 +226,13 @@ def measure_compose(
     )
 
 
-def _children_cpu() -> float:
-    """User + system seconds of every child process waited for (their workers included)."""
+def _children_cpu(system: bool = False) -> float:
+    """User + system (or system only) seconds of every child process waited for, their
+    workers included."""
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_stime + (0 if system else usage.ru_utime)
 
 
 def _image_members(out: Path):
@@ -251,6 +254,7 @@ class TarRun:
     files: int
     bytes: int
     seconds: float
+    cpu_seconds: float  # user + system of tar
 
 
 def measure_tar(out: Path, scratch: Path, store: Path, cold: bool = False) -> TarRun:
@@ -271,11 +275,11 @@ def measure_tar(out: Path, scratch: Path, store: Path, cold: bool = False) -> Ta
             files, total = files + 1, total + len(data)
     if cold:
         drop_caches()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(["tar", "cf", str(scratch / "images.tar"), "-C", str(parent), name], check=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     shutil.rmtree(scratch)
-    return TarRun(files=files, bytes=total, seconds=round(seconds, 3))
+    return TarRun(files=files, bytes=total, seconds=round(seconds, 3), cpu_seconds=round(cpu, 2))
 
 
 def drop_caches() -> None:
@@ -356,9 +360,10 @@ def report(result: Result) -> str:
                  f"fill {p.fill_mean:.4f}; target < 5 s at 45k)"),
         ("compose", f"{c.samples:,} samples, {c.shards} shards, {c.shard_bytes / 1e9:.3f} GB "
                     f"({c.images:,} images, {c.image_bytes / 1e9:.3f} GB) in {c.seconds:.2f} s "
-                    f"wall, {c.engine_seconds:.2f} s writing shards, {c.workers} workers"),
+                    f"wall, {c.engine_seconds:.2f} s writing shards, {c.workers} workers; "
+                    f"{c.cpu_seconds:.1f} s CPU, {c.system_seconds:.1f} s of it in the kernel"),
         ("floor (tar cf)", f"{t.files:,} files ({result.floor_input}), {t.bytes / 1e9:.3f} GB "
-                           f"in {t.seconds:.2f} s"),
+                           f"in {t.seconds:.2f} s ({t.cpu_seconds:.1f} s CPU)"),
         ("page cache", "emptied before each (--cold)" if result.cold else "as it was (warm)"),
         ("throughput", f"compose {result.throughput_mb_s:,.1f} MB/s, tar {result.tar_mb_s:,.1f} "
                        "MB/s of image bytes"),
