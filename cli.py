@@ -605,7 +605,9 @@ def plan_command(
 
 @app.command("validate")
 def validate_command(
-    directory: Annotated[Path, typer.Argument(help="A folder written by `compose`.")],
+    directory: Annotated[
+        str, typer.Argument(help="A folder written by `compose`, or its URL (s3://...).")
+    ],
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:

@@ -7,11 +7,14 @@ first and its stats file last, so a stats file on the remote side always vouches
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
@@ -30,12 +33,16 @@ def local_path(path: str) -> str:
     return str(path)[len("file://") :] if str(path).startswith("file://") else str(path)
 
 
+def stage_root() -> Path:
+    """This machine's stage: `$COMPOSE_STAGE`, or a folder in the system temp folder."""
+    return Path(os.environ.get(STAGE_ENV) or Path(tempfile.gettempdir()) / "compose-stage")
+
+
 def workspace(out: str) -> Path:
     """The local folder a run works in: OUT itself, or for a remote OUT a stage named after it."""
     if not is_remote(out):
         return Path(local_path(out))
-    root = Path(os.environ.get(STAGE_ENV) or Path(tempfile.gettempdir()) / "compose-stage")
-    return root / hashlib.sha256(out.encode()).hexdigest()[:16]
+    return stage_root() / hashlib.sha256(out.encode()).hexdigest()[:16]
 
 
 def join(base: str, name: str) -> str:
@@ -127,3 +134,70 @@ def listdir(url: str) -> list[str]:
         return sorted(Path(p).name for p in fs.ls(path, detail=False))
     except FileNotFoundError:
         return []
+
+
+class Folder:
+    """A finished output read file by file, from a local folder or a URL: what `compose
+    validate` reads. A remote file wanted as a local path (a shard, the manifest) is downloaded
+    into this machine's stage and deleted when done with, so disk and memory hold one at a time."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(root)
+        self.remote = is_remote(self.root)
+        if self.remote:
+            self._fs, self._path = url_to_fs(self.root)
+            self._fs.invalidate_cache()  # another process may have written there since
+        else:
+            self._local = Path(local_path(self.root))
+
+    def where(self, name: str) -> str:
+        """How messages name the file: its path, or its URL."""
+        return join(self.root, name) if self.remote else str(self._local / name)
+
+    def read_bytes(self, name: str) -> bytes:
+        """The file's bytes; OSError (FileNotFoundError) when it cannot be read."""
+        if not self.remote:
+            return (self._local / name).read_bytes()
+        return self._fs.cat_file(join(self._path, name))
+
+    def size(self, name: str) -> int | None:
+        """The file's size, or None when there is no such file."""
+        if not self.remote:
+            path = self._local / name
+            return path.stat().st_size if path.is_file() else None
+        try:
+            info = self._fs.info(join(self._path, name))
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """File names directly in the folder matching a glob pattern, sorted."""
+        if not self.remote:
+            return sorted(p.name for p in self._local.glob(pattern) if p.is_file())
+        try:
+            found = self._fs.ls(self._path, detail=True)
+        except FileNotFoundError:
+            return []
+        names = (Path(e["name"]).name for e in found if e.get("type") == "file")
+        return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+    @contextmanager
+    def local(self, name: str) -> Iterator[Path]:
+        """A local path holding the file: itself, or a download removed on exit.
+        FileNotFoundError when there is no such file."""
+        if not self.remote:
+            path = self._local / name
+            if not path.is_file():
+                raise FileNotFoundError(self.where(name))
+            yield path
+            return
+        stage = stage_root()
+        stage.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="fetched-", dir=stage) as folder:
+            path = Path(folder) / name
+            try:
+                self._fs.get_file(join(self._path, name), str(path))
+            except FileNotFoundError:
+                raise FileNotFoundError(self.where(name)) from None
+            yield path

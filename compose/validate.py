@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from compose import shards, tags
+from compose import shards, storage, tags
 from compose.tokens import ImageTokenModel, TextTokenizer, image_model, load_tokenizer
 
 SCHEMAS = ("sample", "manifest-row", "catalog-row", "run")
@@ -471,10 +471,11 @@ class OutputReport:
 def validate_output(
     directory: str | Path, *, on_shard: Callable[[int, int], None] | None = None
 ) -> OutputReport:
-    """Check a finished output folder against everything a consumer relies on."""
-    directory = Path(directory)
+    """Check a finished output folder, local or at an fsspec URL (each remote shard is fetched,
+    checked and deleted in turn), against everything a consumer relies on."""
+    directory = storage.Folder(directory)
     report = OutputReport()
-    record = _load_json(directory / "run.json", report)
+    record = _load_json(directory, "run.json", report)
     if isinstance(record, dict):
         report.problems += schema_problems(record, "run", "run.json")
     elif record is not None:
@@ -496,7 +497,7 @@ def validate_output(
             on_shard(done, len(names))
     for key in sorted(set(manifest) - seen):
         report.problems.append(Problem("manifest.parquet", "manifest", f"{key} is in no shard"))
-    stray = sorted(p.name for p in directory.glob(f"{prefix}-*.tar") if p.name not in names)
+    stray = [name for name in directory.names(f"{prefix}-*.tar") if name not in names]
     for name in stray:
         report.problems.append(Problem(name, "shards", "a shard not listed in run.json"))
     _check_index(directory, names, prefix, report)
@@ -516,12 +517,14 @@ def _counters(config: dict | None, report: OutputReport):
     return tokenizer, model
 
 
-def _shard_names(record: object, directory: Path, prefix: str, report: OutputReport) -> list[str]:
+def _shard_names(
+    record: object, directory: storage.Folder, prefix: str, report: OutputReport
+) -> list[str]:
     """The shards run.json lists (every name checked: it is joined to the folder), or, without
     a usable list, the shards found in the folder."""
     listed = record.get("shards") if isinstance(record, dict) else None
     if not isinstance(listed, list):
-        return sorted(p.name for p in directory.glob(f"{prefix}-*.tar"))
+        return directory.names(f"{prefix}-*.tar")
     pattern = re.compile(re.escape(prefix) + r"-\d{6,}\.tar")
     names = []
     for name in listed:
@@ -534,10 +537,12 @@ def _shard_names(record: object, directory: Path, prefix: str, report: OutputRep
     return names
 
 
-def _check_index(directory: Path, names: list[str], prefix: str, report: OutputReport) -> None:
+def _check_index(
+    directory: storage.Folder, names: list[str], prefix: str, report: OutputReport
+) -> None:
     """shards.json (what random-access loaders read) against the shards and their stats."""
     try:
-        index = json.loads((directory / shards.INDEX_NAME).read_text())
+        index = json.loads(directory.read_bytes(shards.INDEX_NAME))
         listed = {entry["url"]: entry for entry in index["shardlist"]}
         if index.get("__kind__") != shards.WIDS_KIND:
             raise ValueError(f"__kind__ is {index.get('__kind__')!r}, not {shards.WIDS_KIND!r}")
@@ -551,7 +556,7 @@ def _check_index(directory: Path, names: list[str], prefix: str, report: OutputR
         if entry is None:
             report.problems.append(Problem(shards.INDEX_NAME, "index", f"does not list {name}"))
             continue
-        stats = shards.load_stats(directory, prefix, int(name[len(prefix) + 1 : -4]))
+        stats = _load_stats(directory, prefix, int(name[len(prefix) + 1 : -4]))
         if stats is None:
             continue  # reported with the shard
         found = {k: entry.get(k) for k in ("nsamples", "filesize", "sha256")}
@@ -596,20 +601,21 @@ def _sample_budgets(config: dict, sample: dict, where: str, report: OutputReport
     return run_budgets(config, budget)
 
 
-def _load_json(path: Path, report: OutputReport) -> dict | None:
+def _load_json(directory: storage.Folder, name: str, report: OutputReport) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(directory.read_bytes(name))
     except (OSError, ValueError) as error:
-        report.problems.append(Problem(path.name, "files", f"cannot read: {error}"))
+        report.problems.append(Problem(name, "files", f"cannot read: {error}"))
         return None
 
 
-def _load_manifest(directory: Path, report: OutputReport) -> dict[str, dict]:
-    path = directory / "manifest.parquet"
+def _load_manifest(directory: storage.Folder, report: OutputReport) -> dict[str, dict]:
+    name = shards.MANIFEST_NAME
     try:
-        rows = pl.read_parquet(path).to_dicts()
+        with directory.local(name) as path:
+            rows = pl.read_parquet(path).to_dicts()
     except Exception as error:  # noqa: BLE001 - an unreadable manifest is the finding
-        report.problems.append(Problem(path.name, "files", f"cannot read: {error}"))
+        report.problems.append(Problem(name, "files", f"cannot read: {error}"))
         return {}
     by_key: dict[str, dict] = {}
     for row in rows:
@@ -624,8 +630,22 @@ def _load_manifest(directory: Path, report: OutputReport) -> dict[str, dict]:
     return by_key
 
 
+def _load_stats(directory: storage.Folder, prefix: str, index: int) -> shards.ShardStats | None:
+    """The shard's stats if it is complete (as `shards.load_stats`, from a folder or a URL)."""
+    name = shards.shard_name(prefix, index)
+    try:
+        stats = shards.ShardStats.from_json(
+            json.loads(directory.read_bytes(shards.stats_name(prefix, index)))
+        )
+    except (OSError, ValueError):
+        return None
+    if stats.name != name or directory.size(name) != stats.bytes:
+        return None
+    return stats
+
+
 def _validate_shard(
-    directory: Path,
+    directory: storage.Folder,
     name: str,
     prefix: str,
     manifest: dict[str, dict],
@@ -635,20 +655,25 @@ def _validate_shard(
     model: ImageTokenModel,
     report: OutputReport,
 ) -> None:
-    path = directory / name
-    if not path.exists():
-        report.problems.append(Problem(name, "shards", "missing"))
-        return
     index = int(name[len(prefix) + 1 :].split(".")[0])
-    stats = shards.load_stats(directory, prefix, index)
-    if stats is None:
-        report.problems.append(Problem(name, "checksum", "no readable stats file"))
-    else:
-        report.problems += [Problem(name, "checksum", p) for p in shards.verify_shard(path, stats)]
+    stats = _load_stats(directory, prefix, index)
     try:
-        groups = list(group_samples(shards.read_members(path)))
-    except Exception as error:  # noqa: BLE001 - a tar that does not read is the finding
-        report.problems.append(Problem(name, "tar", f"cannot read: {error}"))
+        with directory.local(name) as path:
+            if stats is None:
+                report.problems.append(Problem(name, "checksum", "no readable stats file"))
+            else:  # a fetched copy is named by its URL
+                found = shards.verify_shard(path, stats)
+                report.problems += [
+                    Problem(name, "checksum", p.replace(str(path), directory.where(name)))
+                    for p in found
+                ]
+            try:
+                groups = list(group_samples(shards.read_members(path)))
+            except Exception as error:  # noqa: BLE001 - a tar that does not read is the finding
+                report.problems.append(Problem(name, "tar", f"cannot read: {error}"))
+                return
+    except FileNotFoundError:
+        report.problems.append(Problem(name, "shards", "missing"))
         return
     if stats is not None and len(groups) != stats.samples:
         report.problems.append(
