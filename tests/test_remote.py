@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from compose import storage
+from compose import storage, validate
 from tests.corpus import write_mmdu45k
 
 
@@ -126,6 +126,38 @@ def test_a_rerun_on_a_remote_output_keeps_verified_shards(in_memory):
     second = invoke(args(*in_memory, url, "--resume"))
     assert second["summary"]["skipped_shards"] == shards - 2
     assert digests(memory_files(url)) == expected
+
+
+def test_validate_reads_a_memory_url_and_names_a_tampered_shard(in_memory, tmp_path):
+    url = "memory://out/checked"
+    record = invoke(args(*in_memory, url))["summary"]
+    fetched = []  # the stage at each progress step: every fetched shard is already deleted
+    progress = []
+
+    def on_shard(done: int, total: int) -> None:
+        progress.append((done, total))
+        fetched.extend((tmp_path / "stage").glob("fetched-*"))
+
+    report = validate.validate_output(url, on_shard=on_shard)
+    assert report.ok, report.problems
+    assert (report.shards, report.samples, report.images) == (
+        record["shards"],
+        record["samples"],
+        record["images"],
+    )
+    assert progress == [(n, record["shards"]) for n in range(1, record["shards"] + 1)]
+    assert not fetched
+    fs = fsspec.filesystem("memory")
+    tar = "/out/checked/shard-000001.tar"
+    data = bytearray(fs.cat_file(tar))
+    data[700] ^= 0x01  # inside the first member's bytes
+    fs.pipe_file(tar, bytes(data))
+    result = CliRunner().invoke(cli.app, ["validate", url])
+    assert result.exit_code == 1
+    assert f"shard-000001.tar: checksum: {url}/shard-000001.tar: sha256" in result.output
+    assert f"{url}: {record['shards']} shards" in result.output
+    problems = validate.validate_output(url).problems
+    assert problems and {p.where.split()[0] for p in problems} == {"shard-000001.tar"}
 
 
 def test_file_urls_read_and_write_in_place(corpus, local_run, tmp_path):

@@ -150,15 +150,46 @@ def test_s3_inputs_and_output_give_the_bytes_of_a_local_run(s3, s3_run, tmp_path
     assert digests(files) == digests(expected)
 
 
-def test_compose_validate_passes_on_a_downloaded_copy(s3, s3_run, tmp_path):
-    """`compose validate` takes a folder, not a URL: the output is checked where it was fetched."""
+def validate(target: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli.app, ["validate", target, "--json", "--quiet"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_compose_validate_reads_the_bucket_as_it_reads_a_downloaded_copy(s3, s3_run, tmp_path):
     files, record = s3_run
-    s3.fs.get(f"{OUT}/", str(tmp_path / "copy"), recursive=True)
-    result = CliRunner().invoke(cli.app, ["validate", str(tmp_path / "copy"), "--json", "--quiet"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    code, report = validate(OUT)
+    assert code == 0, report["problems"]
     assert report["shards"] == record["summary"]["shards"]
     assert report["samples"] == record["summary"]["samples"]
+    assert report["images"] == record["summary"]["images"] > 0
+    s3.fs.get(f"{OUT}/", str(tmp_path / "copy"), recursive=True)
+    assert validate(str(tmp_path / "copy")) == (0, report)
+    assert not list(s3.stage.glob("fetched-*"))  # every fetched shard was deleted
+
+
+def test_compose_validate_names_a_tampered_shard_in_the_bucket(s3, s3_run):
+    """A copy of the output with one byte of a shard changed and another shard gone."""
+    files, record = s3_run
+    url = f"s3://{BUCKET}/composed/tampered"
+    for name, data in files.items():
+        s3.fs.pipe_file(f"{url}/{name}", data)
+    tar = bytearray(files["shard-000001.tar"])
+    tar[len(tar) // 2] ^= 0xFF
+    s3.fs.pipe_file(f"{url}/shard-000001.tar", bytes(tar))
+    s3.fs.rm_file(f"{url}/shard-000002.tar")
+    code, report = validate(url)
+    assert code == 1
+    assert report["shards"] == record["summary"]["shards"]
+    where = {(p["where"], p["check"]) for p in report["problems"]}
+    assert ("shard-000001.tar", "checksum") in where
+    assert ("shard-000002.tar", "shards") in where
+    assert {p["where"].split()[0] for p in report["problems"]} <= {
+        "shard-000001.tar",
+        "shard-000002.tar",
+        "manifest.parquet",
+    }  # the untouched shards pass
+    detail = next(p["detail"] for p in report["problems"] if p["check"] == "checksum")
+    assert detail.startswith(f"{url}/shard-000001.tar: sha256 ")  # named by its URL
 
 
 def test_a_fresh_process_resumes_with_botocores_endpoint_variable(s3, s3_run):
