@@ -103,7 +103,8 @@ class ShardTask:
     segments: pa.Table  # the shard's plan rows, by sample then position
     rows: pa.Table  # the catalog rows those segments use
     tokenizer: str
-    stores: tuple[str, ...]  # image store of each catalog source
+    stores: tuple[str | storage.Staged, ...]  # image store of each catalog source; a URL's
+    # staged copy carries its URL, so a worker that cannot see the copy stages its own
     budgets: Budgets
     policy: Policy
     output: Output
@@ -247,7 +248,7 @@ def shard_tasks(
     sample = segments["sample"].to_numpy()
     starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if len(sample) else sample
     bounds = np.r_[starts, len(sample)]
-    stores = tuple(s["images"] for s in cat.meta["sources"])
+    stores = tuple(storage.portable(s["images"]) for s in cat.meta["sources"])
     size = output.shard_size
     for index, first in enumerate(range(0, len(starts), size)):
         lo, hi = int(bounds[first]), int(bounds[min(first + size, len(starts))])
@@ -395,8 +396,8 @@ def _worker_state(tokenizer: str, images: str):
 
 
 @cache
-def _store(root: str):
-    return open_store(root, Limits())
+def _store(root: str | storage.Staged):
+    return open_store(storage.local_copy(root), Limits())
 
 
 def write_task(task: ShardTask) -> ShardResult:

@@ -7,6 +7,7 @@ first and its stats file last, so a stats file on the remote side always vouches
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -15,12 +16,24 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
 from fsspec.core import url_to_fs
 
 STAGE_ENV = "COMPOSE_STAGE"  # where remote outputs are staged (default: the system temp folder)
+MARKER = ".source.json"  # beside a staged copy: the URL and what its source looked like
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Staged:
+    """A staged copy of a URL as a task carries it to any machine: where the driver staged it,
+    and the URL and signature to stage the same bytes again where that path is not visible."""
+
+    path: str
+    url: str
+    signature: str  # the marker's text: the URL, its size and modification time (or ETag)
 
 
 def is_remote(path: str) -> bool:
@@ -49,9 +62,12 @@ def join(base: str, name: str) -> str:
     return f"{str(base).rstrip('/')}/{name}"
 
 
-def stage_input(url: str, folder: Path) -> str:
+def stage_input(url: str, folder: Path, *, expect: str | None = None) -> str:
     """A local copy of a remote file or folder, made once: kept while the source's size and
-    modification time (or ETag) stay the same. Returns the local path; a local path as it is."""
+    modification time (or ETag) stay the same. Returns the local path; a local path as it is.
+    Processes staging the same URL into the same folder take turns: one downloads, the others
+    find its copy. With `expect` (a `Staged.signature`), a source that has changed since is an
+    error, not another copy."""
     if not is_remote(url):
         return local_path(url)
     fs, path = url_to_fs(url)
@@ -59,28 +75,66 @@ def stage_input(url: str, folder: Path) -> str:
         info = fs.info(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{url}: no such file or folder") from None
-    signature = json.dumps(
-        {k: str(info.get(k)) for k in ("size", "mtime", "ETag", "created", "type")},
-        sort_keys=True,
-    )
+    fields = {k: str(info.get(k)) for k in ("size", "mtime", "ETag", "created", "type")}
+    signature = json.dumps({"url": url, **fields}, sort_keys=True)
+    if expect is not None and signature != expect:
+        then = {k: v for k, v in json.loads(expect).items() if fields.get(k) != v and k != "url"}
+        now = {k: fields[k] for k in then if k in fields}
+        raise ValueError(f"{url}: changed since the run staged it (then {then}, now {now})")
     target = folder / hashlib.sha256(url.encode()).hexdigest()[:16] / Path(path).name
-    marker = target.with_name(target.name + ".source.json")
-    if target.exists() and marker.exists() and marker.read_text() == signature:
-        return str(target)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.unlink(missing_ok=True)
+    marker = target.with_name(target.name + MARKER)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if info["type"] == "directory":
-        fs.get(path.rstrip("/") + "/", str(partial), recursive=True)
-    else:
-        fs.get_file(path, str(partial))
-    if target.is_dir():
-        shutil.rmtree(target)
-    target.unlink(missing_ok=True)
-    os.replace(partial, target)
-    marker.write_text(signature)
+    with _locked(target.with_name(target.name + ".lock")):
+        if target.exists() and marker.exists() and marker.read_text() == signature:
+            return str(target)
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+        if info["type"] == "directory":
+            fs.get(path.rstrip("/") + "/", str(partial), recursive=True)
+        else:
+            fs.get_file(path, str(partial))
+        if target.is_dir():
+            shutil.rmtree(target)
+        target.unlink(missing_ok=True)
+        os.replace(partial, target)
+        marker.write_text(signature)
     return str(target)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if need be) between processes and threads."""
+    with open(path, "a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def portable(path: str) -> str | Staged:
+    """An input as a task names it: a copy `stage_input` made, with the URL it came from (so a
+    machine that cannot see the copy stages its own); any other path as it is."""
+    try:
+        signature = Path(path + MARKER).read_text()
+        url = json.loads(signature)["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return path
+    return Staged(path=path, url=url, signature=signature)
+
+
+def local_copy(store: str | Staged) -> str:
+    """A local path to an input on this machine: the driver's staged copy when it is visible
+    here and still the same, else a copy staged once per machine in its `COMPOSE_STAGE`."""
+    if isinstance(store, str):
+        return store
+    try:
+        if Path(store.path + MARKER).read_text() == store.signature and Path(store.path).exists():
+            return store.path
+    except OSError:
+        pass  # not on this machine
+    return stage_input(store.url, stage_root() / "inputs", expect=store.signature)
 
 
 def upload(local: Path, url: str) -> None:
