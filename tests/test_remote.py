@@ -5,14 +5,17 @@ remote source is read from its local copy), and a re-run is byte-identical to th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from typer.testing import CliRunner
 
 import cli
@@ -178,6 +181,52 @@ def test_a_remote_source_is_staged_once(in_memory, tmp_path):
     assert Path(first).stat().st_mtime_ns == stamp  # not copied again
     with pytest.raises(FileNotFoundError, match="memory://corpus/absent.json"):
         storage.stage_input("memory://corpus/absent.json", folder)
+
+
+def test_a_machine_that_cannot_see_the_drivers_copy_stages_its_own_once(
+    in_memory, tmp_path, monkeypatch
+):
+    """What a task carries for a staged image store: its driver's copy where that is visible,
+    else one copy per machine, downloaded under a lock that every other task waits on."""
+    url = in_memory[1]
+    driver = storage.stage_input(url, tmp_path / "driver")
+    store = storage.portable(driver)
+    assert store == storage.Staged(path=driver, url=url, signature=store.signature)
+    assert storage.portable(str(tmp_path / "plain.zip")) == str(tmp_path / "plain.zip")
+    fs = fsspec.filesystem("memory")
+    downloads = []
+    get_file = MemoryFileSystem.get_file  # fsspec makes an instance per thread: patch the class
+
+    def counted(self, remote: str, local: str, **kwargs) -> None:
+        with open(local.removesuffix(".partial") + ".lock") as lock:
+            with pytest.raises(BlockingIOError):  # another task would wait here
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        downloads.append(local)
+        get_file(self, remote, local, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "get_file", counted)
+    assert storage.local_copy(store) == driver and not downloads  # visible: used as it is
+    Path(driver).parent.rename(tmp_path / "gone")  # the driver is another machine
+    monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "node"))
+    with ThreadPoolExecutor(4) as pool:
+        copies = set(pool.map(lambda _: storage.local_copy(store), range(8)))
+    (copy,) = copies
+    assert Path(copy).is_relative_to(tmp_path / "node" / "inputs")
+    assert Path(copy).read_bytes() == fs.cat_file(url.removeprefix("memory:/"))
+    assert len(downloads) == 1
+
+
+def test_a_store_changed_since_the_driver_staged_it_is_refused(in_memory, tmp_path, monkeypatch):
+    url = in_memory[1]
+    store = storage.portable(storage.stage_input(url, tmp_path / "driver"))
+    fs = fsspec.filesystem("memory")
+    path = url.removeprefix("memory:/")
+    fs.pipe_file(path, fs.cat_file(path) + b"appended")
+    monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "node"))
+    Path(store.path).unlink()
+    with pytest.raises(ValueError, match=f"{url}: changed since the run staged it"):
+        storage.local_copy(store)
+    assert not list((tmp_path / "node").rglob("*.zip"))
 
 
 def test_urls_and_paths_are_told_apart():
