@@ -3,7 +3,9 @@ own CPU, joined by `compose --engine ray --ray-address`. The shards, their stats
 manifest are the bytes of a local one-worker run, and the cluster's own record of the run (the
 task events Ray keeps in its control store, GCS) shows the shard tasks ran on both worker nodes.
 With an `s3://` output (moto's S3 server on loopback, see test_s3.py) each worker node stages
-its shards in its own folder, as on machines that share nothing but the bucket.
+its shards in its own folder, as on machines that share nothing but the bucket; with an `s3://`
+image store that the driver staged and then moved out of sight, each worker node stages the
+store itself.
 
 The cluster lives on 127.0.0.1 and under a private temp folder, so it neither leaves the loopback
 interface nor becomes the "current cluster" that a bare `ray.init()` elsewhere would join."""
@@ -24,7 +26,7 @@ from ray.cluster_utils import Cluster
 from typer.testing import CliRunner
 
 import cli
-from compose import storage
+from compose import engine, storage
 from tests.corpus import write_mmdu45k
 from tests.test_s3 import BUCKET, digests, remote_files, s3_endpoint
 
@@ -179,3 +181,42 @@ def test_worker_nodes_write_to_s3_through_their_own_disks(nodes, corpus, local_r
     assert wrote == set(nodes.stages)  # every worker node wrote shards on its own disk...
     assert not [p for s in nodes.stages.values() for p in (s / staged / "shards").iterdir()]
     assert not (nodes.driver_stage / staged / "shards").exists()  # ...and the driver none
+
+
+def test_worker_nodes_stage_an_s3_image_store_they_cannot_see_on_the_driver(
+    nodes, corpus, local_run, tmp_path, monkeypatch
+):
+    """`--images s3://...`: the driver stages the zip into OUT/inputs, ingests and plans from it;
+    once the first task names it, the driver's copy is moved away, so no worker can open it at
+    the driver's path (as on another machine). Each worker node stages the zip itself, into its
+    own COMPOSE_STAGE, and the shards are a local run's bytes."""
+    local, local_record = local_run
+    url = f"s3://{BUCKET}/corpus/{corpus.images.name}"
+    nodes.s3.put_file(str(corpus.images), url)
+    hidden: list[Path] = []
+    cut = engine.shard_tasks
+
+    def cut_then_hide(*arguments, **options):
+        tasks = cut(*arguments, **options)
+        first = next(tasks)
+        (store,) = first.stores
+        assert isinstance(store, storage.Staged) and store.url == url
+        copy = Path(store.path)
+        copy.parent.rename(tmp_path / "moved-away")  # the zip and its marker
+        hidden.append(copy)
+        yield first
+        yield from tasks
+
+    monkeypatch.setattr(engine, "shard_tasks", cut_then_hide)
+    out = tmp_path / "out"
+    arguments = args(corpus, out, "--engine", "ray", "--ray-address", nodes.cluster.address)
+    arguments[arguments.index("--images") + 1] = url
+    record = invoke(arguments)
+    (copy,) = hidden
+    assert copy.is_relative_to(out / "inputs") and not copy.exists()
+    assert record["summary"]["shards"] == local_record["summary"]["shards"]
+    assert digests(files(out)) == digests(files(local))
+    for stage in nodes.stages.values():  # every worker node ran shards (tested above)...
+        (staged,) = (stage / "inputs").glob(f"*/{corpus.images.name}")  # ...and staged once
+        assert staged.read_bytes() == corpus.images.read_bytes()
+    assert not (nodes.driver_stage / "inputs").exists()
