@@ -17,6 +17,26 @@ import pyarrow.compute as pc
 COLUMNS = ["row", "id", "source", "file", "index", "turns", "images"]  # what splicing reads
 
 
+def trimmed(table: pa.Table, turns: np.ndarray) -> pa.Table:
+    """`table`'s columns that splicing reads, row i's `turns` cut to its first `turns[i]`: the
+    turns a task's segments use. The rest of every dialogue's text would be copied, pickled and
+    shipped to a worker for nothing (a 100-image, 64k sample uses 1-2 of 9 QA turns)."""
+    table = table.select(COLUMNS).combine_chunks()
+    if not table.num_rows:
+        return table
+    lists = table["turns"].chunk(0)
+    offsets = lists.offsets.to_numpy()
+    keep = np.minimum(np.diff(offsets), np.asarray(turns, dtype=np.int64))
+    ends = np.cumsum(keep)
+    index = np.repeat(offsets[:-1], keep) + np.arange(int(ends[-1])) - np.repeat(ends - keep, keep)
+    cut = pa.ListArray.from_arrays(
+        pa.array(np.concatenate(([0], ends)), pa.int32()),
+        lists.values.take(pa.array(index, pa.int64())),
+        type=lists.type,
+    )
+    return table.set_column(table.schema.get_field_index("turns"), "turns", cut)
+
+
 class TaskRows:
     """Rows by catalog row number; `rows(numbers)` gives them as splicing expects."""
 

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from compose import __version__, shards, storage
 from compose.catalog import SCHEMA as CATALOG_SCHEMA
 from compose.catalog import Catalog, SourceSpec
-from compose.catalog_rows import TaskRows
+from compose.catalog_rows import TaskRows, trimmed
 from compose.plan import Budgets, Plan, Policy
 from compose.sources import Limits, open_store
 from compose.splice import PlannedSegment, SpliceConfig, compose_sample, file_name
@@ -255,11 +255,14 @@ def shard_tasks(
         chunk = segments.slice(lo, hi - lo)
         numbers = sample[starts[first : first + size]]
         dialogues = np.unique(chunk["dialogue"].to_numpy())
+        turns = np.zeros(len(dialogues), dtype=np.int64)  # messages each dialogue's segments read
+        where = np.searchsorted(dialogues, chunk["dialogue"].to_numpy())
+        np.maximum.at(turns, where, 2 * (chunk["last_turn"].to_numpy().astype(np.int64) + 1))
         yield ShardTask(
             index=index,
             keys=tuple(sample_key(int(s)) for s in numbers),
             segments=chunk.to_arrow(),
-            rows=_take(rows, dialogues),
+            rows=trimmed(_take(rows, dialogues), turns),
             tokenizer=cat.meta["tokenizer"]["spec"],
             stores=stores,
             budgets=budgets,

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from compose.catalog import Catalog, SourceSpec, ingest
-from compose.catalog_rows import COLUMNS, TaskRows
+from compose.catalog_rows import COLUMNS, TaskRows, trimmed
 from tests.corpus import write_mmdu45k
 
 
@@ -42,3 +42,20 @@ def test_turns_slice_and_index_like_a_list(table):
         turns[len(full)]
     with pytest.raises(KeyError):
         TaskRows(table.slice(0, 3)).row(4)
+
+
+def test_trimmed_keeps_the_first_turns_of_each_row_and_the_columns_splicing_reads(table):
+    task = table.take([3, 9, 14, 20])
+    full = task.to_pylist()
+    wanted = [2, 100, 0, 4]  # more than a row has keeps all of it
+    cut = trimmed(task, wanted)
+    assert cut.schema.names == COLUMNS
+    for row, before, n in zip(cut.to_pylist(), full, wanted, strict=True):
+        assert row["turns"] == before["turns"][:n]
+        assert {k: v for k, v in row.items() if k != "turns"} == {
+            k: before[k] for k in COLUMNS if k != "turns"
+        }
+    rows = TaskRows(cut)
+    assert [t["text"] for t in rows.row(full[0]["row"])["turns"]] == [
+        t["text"] for t in full[0]["turns"][:2]
+    ]
