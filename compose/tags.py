@@ -240,6 +240,8 @@ def _shift(digits: str, offset: int) -> str:
 
 def _number(digits: str) -> int:
     """The number `digits` spell; one of more than `_MAX_DIGITS` digits reads as `TOO_LARGE`."""
+    if len(digits) <= _MAX_DIGITS:
+        return int(digits)
     if len(digits.lstrip("-").lstrip("0")) > _MAX_DIGITS:
         return TOO_LARGE
     return int(digits)

@@ -132,8 +132,10 @@ class DirStore:
             if not stat.S_ISREG(info.st_mode):
                 raise SkipRecord("missing_image", f"{member!r} in {self.root} is not a file")
             _check_size(member, info.st_size, self.limits)
-            with open(full, "rb") as file:
-                data = file.read(self.limits.max_image_bytes + 1)
+            with open(full, "rb") as file:  # a buffer of the size stat says, not of the limit
+                data = file.read(info.st_size + 1)
+                if len(data) > info.st_size:  # it grew since: read it to the limit, as before
+                    data += file.read(self.limits.max_image_bytes + 1 - len(data))
         except FileNotFoundError:
             raise SkipRecord("missing_image", f"{member!r} is not in {self.root}") from None
         except OSError as error:
