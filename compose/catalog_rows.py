@@ -1,9 +1,9 @@
 """The catalog rows of one shard task, as splicing reads them.
 
-A sample uses short prefixes of its dialogues (100 images in 64k tokens leave one or two QA
-turns of nine), but turning a whole Arrow row into Python objects converts every turn's text:
-that was an eighth of a run. Here a row is a dict whose `turns` is a sequence that builds a
-turn only when it is read, from columns taken apart once per task.
+A sample uses prefixes of its dialogues, often short ones (100 images in 64k tokens leave
+little text for each), but turning a whole Arrow row into Python objects converts every turn's
+text: that was an eighth of a run (py-spy, one worker). Here a row is a dict whose `turns` is
+a sequence that builds a turn only when it is read, from columns taken apart once per task.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ COLUMNS = ["row", "id", "source", "file", "index", "turns", "images"]  # what sp
 def trimmed(table: pa.Table, turns: np.ndarray) -> pa.Table:
     """`table`'s columns that splicing reads, row i's `turns` cut to its first `turns[i]`: the
     turns a task's segments use. The rest of every dialogue's text would be copied, pickled and
-    shipped to a worker for nothing (a 100-image, 64k sample uses 1-2 of 9 QA turns)."""
+    shipped to a worker for nothing (how much depends on the plan: image budgets make prefixes
+    short)."""
     table = table.select(COLUMNS).combine_chunks()
     if not table.num_rows:
         return table
