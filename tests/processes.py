@@ -4,6 +4,7 @@ a finished, uninterrupted run leaves in its output folder to compare against."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,22 @@ def small_run(
 
 def invoke(arguments: list[str]):
     return CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
+
+
+def invoke_json(arguments: list[str]) -> dict:
+    """The CLI's --json record of a run that must succeed."""
+    result = invoke(arguments)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def remote_args(source: str, images: str, out: str, *extra: str) -> list[str]:
+    """A small run of the remote-storage tests: 2k-token samples of at most 24 images."""
+    return [
+        "--source", source, "--images", images, "--out", out,
+        "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64",
+        "--shard-size", "3", "--quiet", "--json", *extra,
+    ]  # fmt: skip
 
 
 def signal_when(

@@ -12,7 +12,6 @@ interface nor becomes the "current cluster" that a bare `ray.init()` elsewhere w
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections import defaultdict
@@ -23,11 +22,10 @@ import pytest
 import ray
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
-from typer.testing import CliRunner
 
-import cli
 from compose import engine, storage
 from tests.corpus import write_mmdu45k
+from tests.processes import invoke_json as invoke
 from tests.test_s3 import BUCKET, digests, remote_files, s3_endpoint
 
 WORKER_NODES = 2
@@ -89,12 +87,6 @@ def args(corpus, out: Path | str, *extra: str) -> list[str]:
         "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64", "--seed", "3",
         "--shard-size", "1", "--quiet", "--json", *extra,
     ]  # fmt: skip
-
-
-def invoke(arguments: list[str]) -> dict:
-    result = CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def files(out: Path) -> dict[str, bytes]:

@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 import cli
 from compose import storage, validate
 from tests.corpus import write_mmdu45k
+from tests.processes import invoke_json as invoke
+from tests.processes import remote_args as args
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +36,6 @@ def corpus(tmp_path_factory):
 def stage(tmp_path, monkeypatch):
     """Remote outputs are staged under the test's folder, not the system temp folder."""
     monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "stage"))
-
-
-def args(source: str, images: str, out: str, *extra: str) -> list[str]:
-    return [
-        "--source", source, "--images", images, "--out", out,
-        "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64",
-        "--shard-size", "3", "--quiet", "--json", *extra,
-    ]  # fmt: skip
-
-
-def invoke(arguments: list[str]) -> dict:
-    result = CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def digests(files: dict[str, bytes]) -> dict[str, str]:

@@ -27,6 +27,8 @@ from typer.testing import CliRunner
 import cli
 from compose import storage
 from tests.corpus import Corpus, write_mmdu45k
+from tests.processes import invoke_json as invoke
+from tests.processes import remote_args as args
 
 BUCKET = "compose-test"
 SOURCE = f"s3://{BUCKET}/corpus/mmdu-45k.json"
@@ -81,20 +83,6 @@ def s3(tmp_path_factory):
             fs.put_file(str(corpus.source), SOURCE)
             fs.put_file(str(corpus.images), IMAGES)
             yield Endpoint(url=url, fs=fs, corpus=corpus, stage=root / "stage")
-
-
-def args(source: str, images: str, out: str, *extra: str) -> list[str]:
-    return [
-        "--source", source, "--images", images, "--out", out,
-        "--tokens", "2k", "--max-images", "24", "--image-tokens", "fixed:64",
-        "--shard-size", "3", "--quiet", "--json", *extra,
-    ]  # fmt: skip
-
-
-def invoke(arguments: list[str]) -> dict:
-    result = CliRunner().invoke(cli.app, arguments, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def run_process(arguments: list[str], env: dict[str, str]) -> dict:
