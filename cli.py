@@ -637,7 +637,9 @@ def validate_command(
 
 @app.command("export")
 def export_command(
-    directory: Annotated[Path, typer.Argument(help="A folder written by `compose`.")],
+    directory: Annotated[
+        str, typer.Argument(help="A folder written by `compose`, or its URL (s3://...).")
+    ],
     format: Annotated[
         str,
         typer.Option(
@@ -647,8 +649,10 @@ def export_command(
         ),
     ],
     out: Annotated[
-        Path | None,
-        typer.Option(help="Output file; images go to {stem}_images/ beside it (not for energon)."),
+        str | None,
+        typer.Option(
+            help="Output file or URL; images go to {stem}_images/ beside it (not for energon)."
+        ),
     ] = None,
     images: Annotated[
         str, typer.Option(help="openai only: image files (files) or data urls (data-url).")

@@ -7,6 +7,10 @@
 `datasets.load_dataset("webdataset", ...)` needs for shards whose samples hold different numbers
 of images (it infers them from the first five samples otherwise, and refuses when they differ).
 docs/loader.md shows both.
+
+A composed output is read here from a local folder or an fsspec URL (`output_folder`,
+`shard_list`, `shard_file`: one shard on disk at a time), which `compose.export` shares. For a URL,
+Energon's metadata is built in this machine's stage and uploaded beside the shards.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import os
 import sqlite3
 import struct
 import tarfile
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from compose import storage
 from compose.loader import SHARD_INDEX, shard_urls
 
 META = ".nv-meta"
@@ -94,37 +101,126 @@ class _Shard:
 
 @dataclass(frozen=True, slots=True)
 class EnergonSummary:
-    files: list[Path]
+    files: Sequence[Path | str]  # local paths; URLs for an output at a URL
     shards: int
     samples: int
+    bytes: int
+
+
+# -- a composed output, local or at a URL ------------------------------------------------------
+
+
+def output_folder(folder: str | Path) -> storage.Folder:
+    """A composed output to read, from a local folder or any fsspec URL (`memory://`, `s3://`);
+    ValueError naming it when its scheme is not one fsspec can read here."""
+    try:
+        return storage.Folder(folder)
+    except (ValueError, ImportError) as error:  # fsspec: unknown scheme, or its package missing
+        raise ValueError(f"{folder}: not a folder or a URL compose can read ({error})") from None
+
+
+def shard_list(folder: storage.Folder) -> list[dict]:
+    """The entries of the output's `shards.json`, in order, each `url` a plain file name in
+    the folder (as compose writes them), so joining it to a folder or URL stays inside."""
+    where = folder.where(SHARD_INDEX)
+    try:
+        entries = json.loads(folder.read_bytes(SHARD_INDEX))["shardlist"]
+        names = [entry["url"] for entry in entries]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{where}: no shard index (is this a compose output folder?)"
+        ) from None
+    except OSError as error:
+        raise OSError(f"{where}: cannot read: {error}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{where}: not a wids shard index ({type(error).__name__}: {error})"
+        ) from None
+    if not entries:
+        raise ValueError(f"{where}: the shard list is empty")
+    for name in names:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"{where}: {name!r} is not a shard file name in the folder")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: a shard is listed twice")
+    return entries
+
+
+@contextmanager
+def shard_file(folder: storage.Folder, name: str) -> Iterator[Path]:
+    """A local path to one shard of the output: the file itself, or for a URL a download
+    into this machine's stage, removed on exit."""
+    with ExitStack() as stack:
+        try:
+            path = stack.enter_context(folder.local(name))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{folder.where(name)}: missing (shards.json lists it)"
+            ) from None
+        yield path
+
+
+# -- Megatron-Energon --------------------------------------------------------------------------
 
 
 def write_energon(folder: str | Path) -> EnergonSummary:
-    """Write Energon's metadata for the shards of a composed `folder` (listed in shards.json).
+    """Write Energon's metadata for the shards of a composed `folder` (listed in shards.json),
+    a local folder or a URL (built in the stage, then uploaded beside the shards).
 
     Every sample goes to the `train` split (`val` and `test` are empty). `index.uuid` is
-    derived from the shards' checksums, so the same shards give the same files.
+    derived from the shards' checksums, so the same shards give the same files. One shard is
+    read (and for a URL, on disk) at a time.
     """
-    folder = Path(folder)
-    urls = shard_urls(folder)
-    names = [Path(url).name for url in urls]
-    shards = [_scan(folder / name) for name in names]
-    meta = folder / META
-    meta.mkdir(exist_ok=True)
-    written = [_write_itar(folder, shard) for shard in shards]
-    counts = {shard.name: len(shard.samples) for shard in shards}
+    source = output_folder(folder)
+    entries = shard_list(source)
+    if not source.remote:
+        files, counts = _write_metadata(source, entries, Path(storage.local_path(source.root)))
+        size = sum(path.stat().st_size for path in files)
+        return EnergonSummary(
+            files=files, shards=len(counts), samples=sum(counts.values()), bytes=size
+        )
+    stage = storage.stage_root()
+    stage.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="energon-", dir=stage) as temp:
+        files, counts = _write_metadata(source, entries, Path(temp))
+        urls = []
+        for path in files:  # dataset.yaml last: a reader that finds it finds the rest
+            urls.append(storage.join(source.root, path.relative_to(temp).as_posix()))
+            storage.upload(path, urls[-1])
+        size = sum(path.stat().st_size for path in files)
+    return EnergonSummary(files=urls, shards=len(counts), samples=sum(counts.values()), bytes=size)
+
+
+def _write_metadata(
+    source: storage.Folder, entries: list[dict], root: Path
+) -> tuple[list[Path], dict[str, int]]:
+    """Write the `.tar.idx` files and `.nv-meta/` of the source's shards into local `root`;
+    the files written (`dataset.yaml` last) and each shard's sample count."""
+    meta = root / META
+    meta.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    counts: dict[str, int] = {}
+    database = meta / "index.sqlite"
+    with _sqlite_index(database, source.where(f"{META}/index.sqlite")) as db:
+        for number, entry in enumerate(entries):
+            name = entry["url"]
+            with shard_file(source, name) as path:
+                shard = _scan(path, source.where(name))
+            _add_shard(db, number, shard)
+            written.append(_write_itar(root, shard))
+            counts[name] = len(shard.samples)
     info = {"energon_version": None, "shard_counts": counts}
     written.append(_write(meta / ".info.json", json.dumps(info, indent=2) + "\n"))
     written.append(_write(meta / ".info.yaml", _info_yaml(counts)))
-    written.append(_write(meta / "split.yaml", _split_yaml(names)))
-    written.append(_write(meta / "dataset.yaml", DATASET_YAML))
+    written.append(_write(meta / "split.yaml", _split_yaml(list(counts))))
     written.append(_write(meta / "sample_loader.py", SAMPLE_LOADER))
-    written.append(_write_sqlite(meta / "index.sqlite", shards))
-    written.append(_write(meta / "index.uuid", str(_dataset_uuid(folder))))
-    return EnergonSummary(files=written, shards=len(shards), samples=sum(counts.values()))
+    written.append(database)
+    written.append(_write(meta / "index.uuid", str(_dataset_uuid(entries))))
+    written.append(_write(meta / "dataset.yaml", DATASET_YAML))
+    return written, counts
 
 
-def _scan(path: Path) -> _Shard:
+def _scan(path: Path, where: str) -> _Shard:
     """Sample and part offsets of one shard, as `energon prepare` indexes them."""
     samples: list[tuple[str, int, int]] = []
     parts: list[tuple[int, str, int, int]] = []
@@ -141,9 +237,9 @@ def _scan(path: Path) -> _Shard:
                 parts.append((len(samples) - 1, part, member.offset_data, member.size))
             end = tar.offset
     except (OSError, tarfile.TarError) as error:
-        raise ValueError(f"{path}: cannot index the shard: {error}") from None
+        raise ValueError(f"{where}: cannot index the shard: {error}") from None
     if not samples:
-        raise ValueError(f"{path}: the shard holds no samples")
+        raise ValueError(f"{where}: the shard holds no samples")
     bounds = [*starts[1:], end]
     sized = [
         (key, start, stop - start) for (key, start, _), stop in zip(samples, bounds, strict=True)
@@ -160,7 +256,10 @@ def _write_itar(folder: Path, shard: _Shard) -> Path:
     return _write(path, struct.pack(f"<{len(offsets)}Q", *offsets))
 
 
-def _write_sqlite(path: Path, shards: list[_Shard]) -> Path:
+@contextmanager
+def _sqlite_index(path: Path, where: str) -> Iterator[sqlite3.Connection]:
+    """Energon's `index.sqlite`, filled shard by shard inside the block; its lookup indexes
+    are built at the end, and the file appears only then."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.unlink(missing_ok=True)
     db = sqlite3.connect(temp)
@@ -173,18 +272,7 @@ def _write_sqlite(path: Path, shards: list[_Shard]) -> Path:
             "CREATE TABLE sample_parts (tar_file_id INTEGER, sample_index INTEGER, "
             "part_name TEXT, content_byte_offset INTEGER, content_byte_size INTEGER)"
         )
-        for number, shard in enumerate(shards):
-            db.executemany(
-                "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
-                (
-                    (number, key, i, start, size)
-                    for i, (key, start, size) in enumerate(shard.samples)
-                ),
-            )
-            db.executemany(
-                "INSERT INTO sample_parts VALUES (?, ?, ?, ?, ?)",
-                ((number, *part) for part in shard.parts),
-            )
+        yield db
         db.execute("CREATE INDEX idx_samples_by_tar_and_idx ON samples(tar_file_id, sample_index)")
         db.execute(
             "CREATE INDEX idx_sample_parts_seq "
@@ -196,18 +284,30 @@ def _write_sqlite(path: Path, shards: list[_Shard]) -> Path:
         )
         db.commit()
     except sqlite3.IntegrityError as error:
-        raise ValueError(f"{path}: a sample key occurs twice: {error}") from None
-    finally:
         db.close()
+        temp.unlink(missing_ok=True)
+        raise ValueError(f"{where}: a sample key occurs twice: {error}") from None
+    except BaseException:
+        db.close()
+        temp.unlink(missing_ok=True)
+        raise
+    db.close()
     os.replace(temp, path)
-    return path
 
 
-def _dataset_uuid(folder: Path) -> uuid.UUID:
-    index = json.loads((folder / SHARD_INDEX).read_bytes())
-    digests = ",".join(
-        f"{e['url']}:{e.get('sha256', e.get('filesize'))}" for e in index["shardlist"]
+def _add_shard(db: sqlite3.Connection, number: int, shard: _Shard) -> None:
+    db.executemany(
+        "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
+        ((number, key, i, start, size) for i, (key, start, size) in enumerate(shard.samples)),
     )
+    db.executemany(
+        "INSERT INTO sample_parts VALUES (?, ?, ?, ?, ?)",
+        ((number, *part) for part in shard.parts),
+    )
+
+
+def _dataset_uuid(entries: list[dict]) -> uuid.UUID:
+    digests = ",".join(f"{e['url']}:{e.get('sha256', e.get('filesize'))}" for e in entries)
     return uuid.uuid5(_UUID_NAMESPACE, digests)
 
 

@@ -15,6 +15,10 @@ Formats (docs/export.md has each layout and where its field names come from):
 Text is brought back to canonical tags first (`compose.loader.canonical_texts`) and rendered from
 there, whatever style the shards were written in. Images are copied as stored, never re-encoded.
 The output file is written under a temporary name and renamed when complete.
+
+The composed output and the export's output are each a local path or an fsspec URL (`s3://`,
+`memory://`, `file://`): a remote shard is downloaded into the stage, read and deleted before the
+next, and the export is written through fsspec, so memory holds one sample and the disk one shard.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO
 
 import orjson
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
 
-from compose import ecosystem, loader, tags
+from compose import ecosystem, loader, storage, tags
 
 FORMATS = ("llava", "mmdu", "vlmevalkit", "openai")
 IMAGE_MODES = ("files", "data-url")
@@ -89,7 +96,8 @@ def export(
     images: str = "files",
     on_sample: Callable[[int], None] | None = None,
 ) -> ExportSummary:
-    """Export every sample of a composed `folder` to `out` in `format`.
+    """Export every sample of a composed `folder` (a path or an fsspec URL) to `out` (a path or
+    a URL) in `format`.
 
     `images` (openai only) is ``files`` or ``data-url``. Raises ValueError for a sample the
     format cannot hold (it names the sample), leaving no output file behind. The ``energon``
@@ -107,24 +115,24 @@ def export(
     if images == "data-url" and format != "openai":
         raise ValueError("data-url images are for the openai format only")
     started = time.perf_counter()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    source = ecosystem.output_folder(folder)
+    names = [entry["url"] for entry in ecosystem.shard_list(source)]
     folder_images = None if format == "vlmevalkit" or images == "data-url" else images_folder(out)
-    writer = _Writer(out, folder_images)
+    writer = _Writer(str(out), folder_images)
     count = 0
-    with writer:
-        emit = {
-            "llava": _write_llava,
-            "mmdu": _write_mmdu,
-            "vlmevalkit": _write_vlmevalkit,
-            "openai": _write_openai,
-        }[format]
-        for _ in emit(_samples(folder, on_sample), writer, images):
+    emit = {
+        "llava": _write_llava,
+        "mmdu": _write_mmdu,
+        "vlmevalkit": _write_vlmevalkit,
+        "openai": _write_openai,
+    }[format]
+    with writer, closing(_samples(source, names, on_sample)) as samples:
+        for _ in emit(samples, writer, images):
             count += 1
     return ExportSummary(
         format=format,
         out=str(out),
-        images_folder=None if folder_images is None else str(folder_images),
+        images_folder=folder_images,
         samples=count,
         images=writer.images,
         bytes=writer.bytes,
@@ -134,40 +142,66 @@ def export(
 
 def _energon(folder: str | Path, out: str | Path | None) -> ExportSummary:
     started = time.perf_counter()
-    if out is not None and Path(out).resolve() != Path(folder).resolve():
+    meta = storage.join(storage.local_path(str(folder)), ecosystem.META)
+    if out is not None and not _same_place(folder, out):
         raise ValueError(
-            f"the energon metadata goes beside the shards, in {folder}/{ecosystem.META}; "
+            f"the energon metadata goes beside the shards, in {meta}; "
             "leave out --out or give the shard folder"
         )
     summary = ecosystem.write_energon(folder)
     return ExportSummary(
         format="energon",
-        out=str(Path(folder) / ecosystem.META),
+        out=meta,
         images_folder=None,
         samples=summary.samples,
         images=0,
-        bytes=sum(path.stat().st_size for path in summary.files),
+        bytes=summary.bytes,
         seconds=time.perf_counter() - started,
     )
 
 
-def images_folder(out: str | Path) -> Path:
-    """Where the image files of an export to `out` go: `{stem}_images/` beside it."""
-    out = Path(out)
-    return out.with_name(f"{out.name.split('.')[0]}_images")
+def _same_place(a: str | Path, b: str | Path) -> bool:
+    if storage.is_remote(str(a)) or storage.is_remote(str(b)):
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    return Path(storage.local_path(str(a))).resolve() == Path(storage.local_path(str(b))).resolve()
 
 
-def _samples(folder: str | Path, on_sample: Callable[[int], None] | None) -> Iterator[_Sample]:
-    for done, (messages, blobs, sample) in enumerate(loader.samples(folder, decode=False), 1):
-        yield _Sample(
-            key=sample["key"],
-            roles=[message["role"] for message in messages],
-            texts=loader.canonical_texts(sample),
-            images=sample["images"],
-            blobs=blobs,
-        )
-        if on_sample is not None:
-            on_sample(done)
+def images_folder(out: str | Path) -> str:
+    """Where the image files of an export to `out` go: `{stem}_images/` beside it (a path, or
+    a URL for a URL `out`)."""
+    parent, _, name = str(out).rstrip("/").rpartition("/")
+    folder = f"{name.split('.')[0]}_images"
+    return f"{parent}/{folder}" if parent or str(out).startswith("/") else folder
+
+
+def _samples(
+    source: storage.Folder, names: list[str], on_sample: Callable[[int], None] | None
+) -> Iterator[_Sample]:
+    done = 0
+    for name in names:
+        with ecosystem.shard_file(source, name) as path:
+            for messages, blobs, sample in _read_shard(path, source.where(name)):
+                done += 1
+                yield _Sample(
+                    key=sample["key"],
+                    roles=[message["role"] for message in messages],
+                    texts=loader.canonical_texts(sample),
+                    images=sample["images"],
+                    blobs=blobs,
+                )
+                if on_sample is not None:
+                    on_sample(done)
+
+
+def _read_shard(path: Path, where: str) -> Iterator[tuple[list[dict], list, dict]]:
+    """The samples of one local shard; a problem is named by `where` (the shard's URL when
+    `path` is its download), not by the download."""
+    try:
+        yield from loader.samples([str(path)], decode=False)
+    except ValueError as error:
+        if where == str(path):
+            raise
+        raise ValueError(str(error).replace(str(path), where)) from error
 
 
 def label_introductions(text: str) -> str:
@@ -305,34 +339,63 @@ def _data_url(image: dict, blob: bytes) -> str:
 
 class _Writer:
     """The output file under a temporary name (renamed on success, removed on failure), and
-    the image folder beside it."""
+    the image folder beside it, at a path or a URL (through fsspec either way)."""
 
-    def __init__(self, out: Path, folder: Path | None) -> None:
+    def __init__(self, out: str, folder: str | None) -> None:
         self.out = out
         self.folder = folder
-        self.temp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        self.fs, self.path = _filesystem(out)
+        parent, _, name = self.path.rpartition("/")
+        self.temp = f"{parent}/.{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        self._folder = None if folder is None else _filesystem(folder)[1]
         self.file: IO[bytes] | None = None
-        self._text: IO[str] | None = None
+        self._text: io.TextIOWrapper | None = None
         self.images = 0
         self.bytes = 0
 
     def __enter__(self) -> _Writer:
-        self.file = open(self.temp, "wb")
-        if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            if storage.is_remote(self.out):
+                # An object store accepts or refuses a write only when it is sent: one small
+                # write now shows a missing bucket or a denied write before any work is done.
+                self.fs.pipe_file(self.temp, b"")
+            else:  # (no folders to make on an object store: its makedirs creates buckets)
+                self.fs.makedirs(self.path.rpartition("/")[0] or "/", exist_ok=True)
+                if self._folder is not None:
+                    self.fs.makedirs(self._folder, exist_ok=True)
+            self.file = self.fs.open(self.temp, "wb")
+        except OSError as error:
+            self._discard()
+            raise OSError(f"{self.out}: cannot write the export: {error}") from error
         return self
 
     def __exit__(self, kind, error, trace) -> None:
         assert self.file is not None
+        if kind is not None:
+            with suppress(OSError):
+                self._close()
+            self._discard()
+            return
+        try:
+            self._close()
+            self.bytes += int(self.fs.size(self.temp))
+            self.fs.mv(self.temp, self.path)
+        except OSError as failure:
+            self._discard()
+            raise OSError(f"{self.out}: cannot write the export: {failure}") from failure
+
+    def _close(self) -> None:
+        """Close the file: what fsspec holds back (an object store's upload) is sent now."""
+        assert self.file is not None
         if self._text is not None:
             self._text.flush()
             self._text.detach()
+            self._text = None
         self.file.close()
-        if kind is None:
-            self.bytes += self.temp.stat().st_size
-            os.replace(self.temp, self.out)
-        else:
-            self.temp.unlink(missing_ok=True)
+
+    def _discard(self) -> None:
+        with suppress(OSError):
+            self.fs.rm_file(self.temp)
 
     def raw(self, data: bytes) -> None:
         assert self.file is not None
@@ -347,13 +410,27 @@ class _Writer:
         return self._text
 
     def image_files(self, sample: _Sample) -> list[str]:
-        """Write the sample's images (named by their shard member) and return their paths
-        relative to the output file's folder."""
-        assert self.folder is not None
-        paths = []
-        for image, blob in zip(sample.images, sample.blobs, strict=True):
-            (self.folder / image["member"]).write_bytes(blob)
-            self.bytes += len(blob)
-            paths.append(f"{self.folder.name}/{image['member']}")
-        self.images += len(paths)
-        return paths
+        """Write the sample's images (named by their shard member; on an object store in one
+        concurrent batch) and return their paths relative to the output file's folder."""
+        assert self.folder is not None and self._folder is not None
+        files = {
+            f"{self._folder}/{image['member']}": blob
+            for image, blob in zip(sample.images, sample.blobs, strict=True)
+        }
+        try:
+            self.fs.pipe(files)
+        except OSError as error:
+            raise OSError(f"{self.folder}: cannot write the images: {error}") from error
+        self.bytes += sum(len(blob) for blob in sample.blobs)
+        self.images += len(files)
+        name = self.folder.rstrip("/").rpartition("/")[2]
+        return [f"{name}/{image['member']}" for image in sample.images]
+
+
+def _filesystem(target: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem and path of an output path or URL; ValueError naming it when its
+    scheme is not one fsspec can write here."""
+    try:
+        return url_to_fs(target)
+    except (ValueError, ImportError) as error:
+        raise ValueError(f"{target}: not a path or a URL compose can write ({error})") from None
