@@ -1,5 +1,6 @@
 """compose.export: every format round-trips through `compose ingest`, and VLMEvalKit's TSV reads
-with pandas into the columns its MMDUDataset expects."""
+with pandas into the columns its MMDUDataset expects. From and to URLs (memory://, file://, and
+s3:// against moto's server on loopback) an export writes the bytes a local export writes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import ast
 import base64
 import json
 import re
+import sqlite3
+import uuid
+from pathlib import Path
 
+import fsspec
 import pandas as pd
 import pytest
 from hypothesis import given
@@ -15,10 +20,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import cli
-from compose import export, loader, tags
+from compose import ecosystem, export, loader, storage, tags
 from compose.catalog import Catalog
 from compose.sources.vlmevalkit import unpack_images
 from tests.composed import check_references, compose_folder, png, sha256, write_folder
+from tests.test_s3 import BUCKET, s3_endpoint
 
 SUFFIX = {"llava": "json", "mmdu": "json", "vlmevalkit": "tsv", "openai": "jsonl"}
 
@@ -288,3 +294,186 @@ def test_the_cli_reports_bad_usage_with_exit_code_1(composed, tmp_path):
     result = runner.invoke(cli.app, ["export", str(composed.out), "--format", "energon", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["out"].endswith(".nv-meta")
+
+
+# -- from and to URLs ---------------------------------------------------------------------------
+
+memory = fsspec.filesystem("memory")
+
+
+@pytest.fixture
+def stage(tmp_path, monkeypatch):
+    """Shards fetched from a URL are staged under the test's folder, not the system temp."""
+    monkeypatch.setenv(storage.STAGE_ENV, str(tmp_path / "stage"))
+    return tmp_path / "stage"
+
+
+@pytest.fixture
+def in_memory(composed):
+    """The composed folder copied to a memory:// URL of its own, removed afterwards."""
+    root = f"/export-{uuid.uuid4().hex[:8]}"
+    for path in composed.out.iterdir():
+        if path.is_file():
+            memory.pipe_file(f"{root}/src/{path.name}", path.read_bytes())
+    yield f"memory:/{root}"
+    memory.rm(root, recursive=True)
+
+
+def memory_files(url: str) -> dict[str, bytes]:
+    """Every file under a memory:// URL, by its path relative to it."""
+    root = url.removeprefix("memory:/")
+    return {path[len(root) + 1 :]: memory.cat_file(path) for path in memory.find(root)}
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("format", "images"),
+    [("llava", "files"), ("mmdu", "files"), ("vlmevalkit", "files"), ("openai", "files"),
+     ("openai", "data-url")],
+)  # fmt: skip
+def test_an_export_from_and_to_a_memory_url_is_the_local_export(
+    composed, in_memory, stage, tmp_path, format, images
+):
+    name = f"train.{SUFFIX[format]}"
+    local = export.export(composed.out, tmp_path / "local" / name, format=format, images=images)
+    expected = local_files(tmp_path / "local")
+    assert len(expected) == (
+        1 if images == "data-url" or format == "vlmevalkit" else 1 + local.images
+    )
+    fetched: list[int] = []  # staged shards on disk after each sample
+    summary = export.export(
+        f"{in_memory}/src",
+        f"{in_memory}/out/{name}",
+        format=format,
+        images=images,
+        on_sample=lambda _: fetched.append(len(list(stage.glob("fetched-*/*")))),
+    )
+    assert memory_files(f"{in_memory}/out") == expected
+    assert (summary.samples, summary.images, summary.bytes) == (
+        local.samples,
+        local.images,
+        local.bytes,
+    )
+    assert summary.out == f"{in_memory}/out/{name}"
+    assert max(fetched) == 1 and len(fetched) == local.samples  # one shard at a time
+    assert list(stage.glob("fetched-*")) == []  # and each deleted once read
+    # A memory:// output from a local folder, and a file:// output from a memory:// folder.
+    export.export(composed.out, f"{in_memory}/again/{name}", format=format, images=images)
+    assert memory_files(f"{in_memory}/again") == expected
+    export.export(f"{in_memory}/src", f"file://{tmp_path}/url/{name}", format=format, images=images)
+    assert local_files(tmp_path / "url") == expected
+
+
+def test_energon_metadata_at_a_url_is_the_local_metadata(composed, in_memory, stage):
+    local = ecosystem.write_energon(composed.out)
+    expected = {Path(path).relative_to(composed.out).as_posix(): path for path in local.files}
+    result = CliRunner().invoke(
+        cli.app, ["export", f"{in_memory}/src", "--format", "energon", "--json", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["out"] == f"{in_memory}/src/.nv-meta"
+    assert (summary["samples"], summary["bytes"]) == (local.samples, local.bytes)
+    written = {
+        name: data
+        for name, data in memory_files(f"{in_memory}/src").items()
+        if name.startswith(".nv-meta/") or name.endswith(".tar.idx")
+    }
+    assert sorted(written) == sorted(expected)
+    for name, path in expected.items():
+        if name.endswith("index.sqlite"):  # sqlite pages are not byte-stable: compare rows
+            (stage / "remote.sqlite").write_bytes(written[name])
+            assert sqlite_rows(stage / "remote.sqlite") == sqlite_rows(path)
+        else:
+            assert written[name] == Path(path).read_bytes(), name
+    assert list(stage.glob("*/*")) == []  # nothing left in the stage
+
+
+def sqlite_rows(path) -> dict[str, list]:
+    with sqlite3.connect(path) as db:
+        return {
+            table: sorted(db.execute(f"SELECT * FROM {table}").fetchall())
+            for table in ("samples", "sample_parts")
+        }
+
+
+def test_a_refused_export_leaves_nothing_at_the_url(tmp_path, stage):
+    messages = [
+        {"role": "user", "content": "Image1: <ImageHere> and?"},
+        {"role": "assistant", "content": "Here: <ImageHere>"},
+    ]
+    folder = write_folder(tmp_path / "out", [("bad1", "mmdu", messages, [png(1), png(2)])])
+    url = f"memory://refused-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ValueError, match="sample bad1: message 2 .assistant. introduces an image"):
+        export.export(folder, f"{url}/x.tsv", format="vlmevalkit")
+    assert memory_files(url) == {}
+
+
+def test_a_damaged_or_missing_shard_at_a_url_is_named_by_its_url(in_memory, stage):
+    source = f"{in_memory}/src"
+    shard = f"{source.removeprefix('memory:/')}/shard-000001.tar"
+    data = memory.cat_file(shard)
+    memory.pipe_file(shard, data[: len(data) // 2])
+    with pytest.raises(ValueError, match=re.escape(f"{source}/shard-000001.tar: ")) as caught:
+        export.export(source, f"{in_memory}/out/x.json", format="llava")
+    assert str(stage) not in str(caught.value)  # named by its URL, not by its download
+    memory.rm_file(shard)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{source}/shard-000001.tar: missing")):
+        export.export(source, f"{in_memory}/out/x.json", format="llava")
+    # No export file, finished or temporary (images of samples before the failure may stay).
+    assert [n for n in memory_files(f"{in_memory}/out") if not n.startswith("x_images/")] == []
+    assert list(stage.glob("fetched-*")) == []
+
+
+BAD_URLS = [
+    ("nosuch://corpus/out", "x.json", "nosuch://corpus/out: not a folder or a URL compose can"),
+    ("memory://absent", "x.json", "memory://absent/shards.json: no shard index"),
+    ("COMPOSED", "nosuch://exports/x.json", "nosuch://exports/x.json: not a path or a URL"),
+    ("nosuch://corpus/out", None, "nosuch://corpus/out: not a folder or a URL compose can"),
+]
+
+
+@pytest.mark.parametrize(("directory", "out", "message"), BAD_URLS)
+def test_a_bad_url_is_named_in_the_message(composed, tmp_path, directory, out, message):
+    directory = str(composed.out) if directory == "COMPOSED" else directory
+    arguments = ["export", directory, "--format", "llava" if out else "energon", "--quiet"]
+    if out:
+        arguments += ["--out", out if "://" in out else str(tmp_path / out)]
+    result = CliRunner().invoke(cli.app, arguments)
+    assert result.exit_code == 1 and message in flat(result.output), result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_an_s3_round_trip_gives_the_local_bytes(composed, tmp_path, stage):
+    """compose export from an s3:// output to an s3:// file through moto's S3 server on
+    127.0.0.1, then energon's metadata beside the shards in the bucket."""
+    local = export.export(composed.out, tmp_path / "local" / "train.jsonl", format="openai")
+    with pytest.MonkeyPatch.context() as patch, s3_endpoint(patch, tmp_path) as (_, fs):
+        source, target = f"s3://{BUCKET}/composed", f"s3://{BUCKET}/exports/train.jsonl"
+        fs.put(f"{composed.out}/", f"{source}/", recursive=True)
+        result = CliRunner().invoke(
+            cli.app, ["export", source, "--format", "openai", "--out", target, "--json", "--quiet"]
+        )
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["images_folder"] == f"s3://{BUCKET}/exports/train_images"
+        fs.invalidate_cache()
+        fs.get(f"s3://{BUCKET}/exports/", str(tmp_path / "back"), recursive=True)
+        assert local_files(tmp_path / "back") == local_files(tmp_path / "local")
+        assert summary["bytes"] == local.bytes
+        energon = CliRunner().invoke(cli.app, ["export", source, "--format", "energon", "--quiet"])
+        assert energon.exit_code == 0, energon.output
+        fs.invalidate_cache()
+        assert fs.cat_file(f"{source}/.nv-meta/dataset.yaml") == ecosystem.DATASET_YAML.encode()
+        assert fs.exists(f"{source}/shard-000000.tar.idx")
+        missing = CliRunner().invoke(
+            cli.app, ["export", source, "--format", "llava", "--out", "s3://no-such-bucket/x.json"]
+        )
+        assert missing.exit_code == 1
+        assert "s3://no-such-bucket/x.json: cannot write the export" in flat(missing.output)
+    assert list(stage.glob("*/*")) == []
