@@ -16,6 +16,7 @@ from compose import catalog as catalog_module
 from compose import engine, shards
 from compose.catalog import Catalog, SourceSpec, ingest
 from compose.plan import Budgets, Policy, make_plan
+from compose.tasks import row_cache
 from compose.tokens import load_tokenizer
 from tests.corpus import write_mmdu45k
 
@@ -102,7 +103,7 @@ def test_tasks_are_cut_lazily_into_consecutive_samples(planned, reference, tmp_p
     catalog, plan = planned
     cat = Catalog.open(catalog)
     output = engine.Output(out=str(tmp_path), shard_size=4, workers=1)
-    rows = engine._row_cache(cat, tmp_path)
+    rows = row_cache(cat, tmp_path)
     tasks = engine.shard_tasks(cat, rows, plan, BUDGETS, POLICY, output)
     assert iter(tasks) is tasks  # a generator: tasks are made as they are consumed
     tasks = list(tasks)
