@@ -15,11 +15,11 @@ from compose import shards, storage
 from compose.catalog_rows import TaskRows
 from compose.manifest import manifest_row
 from compose.resume import finished
+from compose.sample_checks import SampleBudgets, SampleInvalid, check_sample
 from compose.sources import Limits, open_store
 from compose.splice import PlannedSegment, SpliceConfig, compose_sample
 from compose.tasks import ShardResult, ShardTask
 from compose.tokens import image_model, load_tokenizer
-from compose.validate import SampleBudgets, SampleInvalid, check_sample
 
 READ_THREADS = 4  # per worker: image reads in flight while it splices
 READ_AHEAD = 2  # samples whose images are read ahead of the one being spliced
