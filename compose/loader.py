@@ -11,7 +11,6 @@ both in a training loop.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +25,7 @@ import webdataset as wds
 from PIL import Image
 
 from compose import tags
+from compose.canonical import canonical_texts
 
 __all__ = [
     "SampleIndex",
@@ -43,8 +43,6 @@ SHARD_INDEX = "shards.json"
 _BLOCK = 512
 _BUFFER = 1 << 20
 # webdataset's grouping: the key is the name up to the first dot of its last component.
-# The placeholders of the tag grammar (compose.tags), ASCII case-insensitive like it.
-_PLACEHOLDER = re.compile(r"<imagehere>|<image>", re.IGNORECASE | re.ASCII)
 _MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
@@ -230,44 +228,6 @@ def _decode(blob: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(blob))
     image.load()
     return image
-
-
-def canonical_texts(sample: dict) -> list[str]:
-    """The sample's message texts in canonical form (`<image-N>` where image N stands).
-
-    Placeholders are numbered across the whole sample, as the tag grammar counts them. Text
-    rendered from canonical form holds no other tag (`compose.tags.render` replaces every one),
-    so numbering the placeholders alone gives what `compose.tags.parse` gives, several times
-    faster: it skips the prose mentions, which stay as written either way.
-    """
-    style = sample["style"]
-    messages = sample["messages"]
-    if style == "canonical":
-        return [message["content"] for message in messages]
-    if style == "openai":
-        numbers = {image["member"]: image["number"] for image in sample["images"]}
-        return [_join_parts(message["content"], numbers) for message in messages]
-    if style not in ("mmdu", "llava"):
-        raise ValueError(f"unknown style {style!r}")
-    numbers = itertools.count(1)
-
-    def numbered(_: re.Match[str]) -> str:
-        return tags.tag(next(numbers))
-
-    return [_PLACEHOLDER.sub(numbered, message["content"]) for message in messages]
-
-
-def _join_parts(parts: list[dict], numbers: dict[str, int]) -> str:
-    pieces = []
-    for part in parts:
-        if part["type"] == "text":
-            pieces.append(part["text"])
-            continue
-        url = part["image_url"]["url"]
-        if url not in numbers:
-            raise ValueError(f"image part {url!r} names no image of the sample")
-        pieces.append(tags.tag(numbers[url]))
-    return "".join(pieces)
 
 
 def render_messages(

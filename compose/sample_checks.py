@@ -14,7 +14,7 @@ import jsonschema_rs
 import numpy as np
 from PIL import Image
 
-from compose import tags
+from compose import canonical, tags
 from compose.tokens import ImageTokenModel, TextTokenizer
 
 SCHEMAS = ("sample", "manifest-row", "catalog-row", "run")
@@ -128,32 +128,9 @@ def _check_roles(sample: dict, where: str) -> list[Problem]:
 
 
 def canonical_texts(sample: dict) -> list[str]:
-    """Bring every message back to canonical form, whatever style it was rendered in."""
-    style = sample["style"]
-    if style == "openai":
-        number_of = {image["member"]: image["number"] for image in sample["images"]}
-        texts = []
-        for message in sample["messages"]:
-            content = message["content"]
-            if isinstance(content, str):
-                texts.append(content)
-                continue
-            texts.append(
-                "".join(
-                    part["text"]
-                    if part["type"] == "text"
-                    else tags.tag(number_of.get(part["image_url"]["url"], 0))
-                    for part in content
-                )
-            )
-        return texts
-    texts = []
-    counter = 0
-    for message in sample["messages"]:
-        text = tags.parse(message["content"], style, first=counter + 1)
-        counter += len(tags.introductions(text)) if style != "canonical" else 0
-        texts.append(text)
-    return texts
+    """Every message in canonical form, whatever style it was rendered in; an image part that
+    names no image of the sample reads as `<image-0>`, for the reference checks to report."""
+    return canonical.canonical_texts(sample, strict=False)
 
 
 def _check_references(sample: dict, canonical: list[str], where: str) -> list[Problem]:
