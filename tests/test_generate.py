@@ -213,6 +213,7 @@ def test_committed_demo_matches_a_fresh_rebuild(rebuilt_demo) -> None:
     stale = "compose/demo is stale: run `python -m benchmarks.generate --demo`"
     committed, fresh = DEMO_DIR / "mmdu-demo.json.gz", out / "mmdu-demo.json.gz"
     assert gzip.decompress(committed.read_bytes()) == gzip.decompress(fresh.read_bytes()), stale
+
     def readme(path: Path) -> str:  # file sizes depend on the encoders, the rest must not
         return re.sub(r"[\d,]+ bytes", "N bytes", (path / "README.md").read_text())
 
