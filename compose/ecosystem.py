@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from compose import storage
-from compose.loader import SHARD_INDEX, shard_urls
+from compose.loader import SHARD_INDEX, index_entries, shard_urls
 
 META = ".nv-meta"
 ITAR_SUFFIX = ".tar.idx"
@@ -124,22 +124,17 @@ def shard_list(folder: storage.Folder) -> list[dict]:
     the folder (as compose writes them), so joining it to a folder or URL stays inside."""
     where = folder.where(SHARD_INDEX)
     try:
-        entries = json.loads(folder.read_bytes(SHARD_INDEX))["shardlist"]
-        names = [entry["url"] for entry in entries]
+        data = folder.read_bytes(SHARD_INDEX)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{where}: no shard index (is this a compose output folder?)"
         ) from None
     except OSError as error:
         raise OSError(f"{where}: cannot read: {error}") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{where}: not a wids shard index ({type(error).__name__}: {error})"
-        ) from None
-    if not entries:
-        raise ValueError(f"{where}: the shard list is empty")
+    entries = index_entries(data, where)
+    names = [entry["url"] for entry in entries]
     for name in names:
-        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
             raise ValueError(f"{where}: {name!r} is not a shard file name in the folder")
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: a shard is listed twice")

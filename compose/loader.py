@@ -64,20 +64,28 @@ def shard_urls(source: str | Path | Sequence[str]) -> list[str]:
 
 def _urls_from_index(index: Path) -> list[str]:
     try:
-        data = json.loads(index.read_bytes())
-        entries = data["shardlist"]
-        urls = [str(index.parent / entry["url"]) for entry in entries]
+        data = index.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{index}: no shard index (is this a compose output folder?)"
         ) from None
+    return [str(index.parent / entry["url"]) for entry in index_entries(data, str(index))]
+
+
+def index_entries(data: bytes, where: str) -> list[dict]:
+    """The entries of a wids shard index (`shards.json`), each with a string `url`; a damaged
+    or empty index is a ValueError naming `where`."""
+    try:
+        entries = json.loads(data)["shardlist"]
+        if not all(isinstance(entry["url"], str) for entry in entries):
+            raise TypeError("a url is not a string")
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
-            f"{index}: not a wids shard index ({type(error).__name__}: {error})"
+            f"{where}: not a wids shard index ({type(error).__name__}: {error})"
         ) from None
-    if not urls:
-        raise ValueError(f"{index}: the shard list is empty")
-    return urls
+    if not entries:
+        raise ValueError(f"{where}: the shard list is empty")
+    return entries
 
 
 def dataset(
