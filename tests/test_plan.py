@@ -30,6 +30,7 @@ from compose.plan import (
     save_plan,
 )
 from tests.corpus import write_exmodd, write_mmdu45k
+from tests.frames import catalog, digits_alone
 
 SCHEMA = {
     "row": pl.Int64,
@@ -41,50 +42,6 @@ SCHEMA = {
     "images": pl.List(pl.Struct({"number": pl.Int32, "width": pl.Int32, "height": pl.Int32})),
     "turns": pl.List(pl.Struct({"mentions": pl.List(pl.Int32)})),
 }
-ROW_BASE = 1000  # catalog rows differ from frame positions, so a mix-up shows
-
-
-def catalog(
-    seed: int,
-    dialogues: int,
-    *,
-    max_qa: int = 6,
-    max_images: int = 4,
-    text: tuple[int, int] = (0, 1500),
-    all_first: float = 0.5,
-) -> pl.DataFrame:
-    """A small random catalog: images introduced anywhere (in number order), random mentions."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for d in range(dialogues):
-        n_qa = int(rng.integers(1, max_qa + 1))
-        n_images = int(rng.integers(0, max_images + 1))
-        if rng.random() < all_first:
-            introduced_at = np.zeros(n_images, dtype=np.int64)
-        else:
-            introduced_at = np.sort(rng.integers(0, n_qa, n_images))
-        new = np.bincount(introduced_at, minlength=n_qa)
-        known = np.cumsum(new)
-        turns = []
-        for t in range(2 * n_qa):
-            count = int(rng.integers(0, 3)) if known[t // 2] else 0
-            turns.append({"mentions": rng.integers(1, known[t // 2] + 1, count).tolist()})
-        rows.append(
-            {
-                "row": ROW_BASE + d,
-                "id": f"test:{d}",
-                "n_images": n_images,
-                "n_qa": n_qa,
-                "qa_text_tokens": rng.integers(text[0], text[1] + 1, n_qa).tolist(),
-                "qa_new_images": new.tolist(),
-                "images": [
-                    {"number": i + 1, "width": int(w), "height": int(h)}
-                    for i, (w, h) in enumerate(rng.integers(300, 1001, (n_images, 2)))
-                ],
-                "turns": turns,
-            }
-        )
-    return pl.DataFrame(rows, schema=SCHEMA)
 
 
 def mmdu_like(dialogues: int, seed: int = 0) -> pl.DataFrame:
@@ -113,11 +70,6 @@ def mmdu_like(dialogues: int, seed: int = 0) -> pl.DataFrame:
         )
         columns["turns"].append([{"mentions": []}] * (2 * int(n_qa[d])))
     return pl.DataFrame(columns, schema=SCHEMA)
-
-
-def digits_alone(numbers: np.ndarray) -> np.ndarray:
-    """A stand-in digit cost that changes often: one token per digit."""
-    return np.array([len(str(int(n))) for n in np.asarray(numbers).ravel()], dtype=np.int64)
 
 
 def check(
@@ -221,7 +173,7 @@ def test_budgets_hold_on_random_catalogs(seed, dialogues, per_image, budget, pla
     overhead=st.sampled_from([0, 5]),
 )
 def test_mention_correction_is_exact_and_keeps_the_ceiling(seed, per_image, tokens, overhead):
-    frame = catalog(seed, 80, max_images=5, text=(5, 400), all_first=0.3)
+    frame = catalog(seed, 80, images=(0, 5), text=(5, 400), all_first=0.3)
     budgets = Budgets(tokens=tokens, tolerance=0.05, message_overhead=overhead)
     policy = Policy(image_tokens=f"fixed:{per_image}", seed=seed % 97)
     try:
@@ -234,7 +186,7 @@ def test_mention_correction_is_exact_and_keeps_the_ceiling(seed, per_image, toke
 
 
 def test_mention_correction_changes_text_tokens_past_offset_nine():
-    frame = catalog(3, 200, max_images=5, text=(5, 100), all_first=1.0)
+    frame = catalog(3, 200, images=(0, 5), text=(5, 100), all_first=1.0)
     budgets = Budgets(tokens=4000, tolerance=0.05)
     plan = make_plan(frame, budgets, Policy(image_tokens="fixed:10"), digit_tokens=digits_alone)
     check(plan, frame, budgets, 10, digit_tokens=digits_alone)
@@ -396,7 +348,7 @@ def test_infeasible_budgets_say_why(budgets, policy, message):
 
 def test_budgets_that_no_sample_can_close_are_infeasible():
     # Three one-turn dialogues of 1,000 tokens: one is under the floor, two are over the ceiling.
-    frame = catalog(0, 3, max_qa=1, max_images=0, text=(1000, 1000))
+    frame = catalog(0, 3, max_qa=1, images=(0, 0), text=(1000, 1000))
     budgets = Budgets(tokens=1500, tolerance=0.01)
     check_feasible(frame, budgets, Policy())
     closing = "no sample meets every budget: 2 tries failed, the last holding 1,000 tokens"
