@@ -35,7 +35,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks.compose import PeakRss  # psutil sampling, shared with the compose benchmark
 from benchmarks.generate import parse_size
 from compose.catalog import Catalog
 from compose.tags import strip_tags
@@ -118,45 +118,13 @@ def run_ingest(source: Path, images: Path, out: Path) -> tuple[dict, float, Memo
     """`compose ingest` in a child process: (its JSON summary, wall seconds, peak memory)."""
     started = time.perf_counter()
     child = subprocess.Popen(ingest_command(source, images, out), stdout=subprocess.PIPE)
-    memory = _watch_rss(child.pid)
+    peak = PeakRss(child.pid)
     stdout, _ = child.communicate()
     seconds = time.perf_counter() - started
     if child.returncode:
         raise SystemExit(f"compose ingest failed with exit code {child.returncode}")
-    return json.loads(stdout), seconds, memory()
-
-
-def _watch_rss(pid: int):
-    """Sample the RSS of a process and its descendants every 50 ms until it ends; call the
-    result for the peaks."""
-    import psutil
-
-    peak = Memory()
-
-    def sample() -> None:
-        try:
-            root = psutil.Process(pid)
-            while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                sizes = []
-                for process in [root, *root.children(recursive=True)]:
-                    try:
-                        sizes.append(process.memory_info().rss / 2**20)
-                    except psutil.Error:
-                        pass
-                peak.total = max(peak.total, sum(sizes))
-                peak.largest = max(peak.largest, *sizes, 0.0)
-                time.sleep(0.05)
-        except psutil.Error:
-            pass
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-
-    def result() -> Memory:
-        thread.join()
-        return peak
-
-    return result
+    total, _, largest = peak.mb()
+    return json.loads(stdout), seconds, Memory(total=total, largest=largest)
 
 
 @dataclass(slots=True)
