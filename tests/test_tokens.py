@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
@@ -582,7 +582,13 @@ _pieces = st.sampled_from(
 @given(pieces=st.lists(_pieces, max_size=14), offset=st.sampled_from([1, 2, 9, 90, 991, 999, 1001]))
 def test_recount_from_renumbered_digits_equals_counting_again(pieces, offset) -> None:
     """Whenever `recount` answers, it is the exact count of the re-indexed text."""
-    actual, derived = _renumber_case("".join(pieces), offset)
+    from compose import tags
+
+    text = "".join(pieces)
+    # a catalog text never holds a number of more than 9 digits (ingest rejects it as
+    # tag_past_images), and re-indexing one raises: such texts are outside the question
+    assume(all(len(ref.digits) <= 9 for ref in tags.refs(text)))
+    actual, derived = _renumber_case(text, offset)
     assert derived is None or derived == actual
 
 
