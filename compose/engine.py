@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from compose import run_files, shards, storage
+from compose import run_files, shard_index, shards, storage
 from compose.catalog import Catalog
 from compose.manifest import (
     MANIFEST_GROUP,
@@ -132,7 +132,7 @@ def run(
         manifest.abort()
         raise
     manifest.close()
-    shards.write_index(work, result.shards, name=output.prefix)
+    shard_index.write_index(work, result.shards, name=output.prefix)
     run_files.remove_stale(output, len(result.shards))
     if storage.is_remote(output.out):
         for name in (MANIFEST, INDEX, PLAN_FILE):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from compose import __version__, run_files, shards, storage
+from compose import __version__, run_files, shard_reader, shards, storage
 from compose.catalog import Catalog
 from compose.manifest import rows_from_shard
 from compose.plan import Budgets, Plan, Policy
@@ -78,7 +78,7 @@ def finished(task: ShardTask) -> ShardResult | None:
     if stats is None or not _same_samples(stats, task):
         return None
     path = folder / stats.name
-    if shards.verify_shard(path, stats):
+    if shard_reader.verify_shard(path, stats):
         return None
     return ShardResult(stats=stats, rows=rows_from_shard(path, stats), skipped=True)
 

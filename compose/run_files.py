@@ -18,7 +18,7 @@ from compose.tasks import Output, RunResult
 
 RUN_FILE = "run.json"
 RESUME_FILE = "resume.json"
-_TEMP = re.compile(r"\..+\.\d+-[0-9a-f]{8}\.tmp")  # shards._temp_path and ours
+_TEMP = re.compile(r"\..+\.\d+-[0-9a-f]{8}\.tmp")  # shards.temp_path and ours
 
 # --- files in OUT (a folder or a URL) -----------------------------------------------------
 

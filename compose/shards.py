@@ -7,6 +7,9 @@ mode 0644, empty user and group names, padded to 10240-byte records like GNU tar
 members by the part of the name before the first dot, so keys hold no dots. A shard is written
 under a temporary name and renamed; its `.stats.json` is written after the rename and is the
 completion marker a resume trusts. docs/shards.md describes the output folder.
+
+Reading and checking finished shards is `compose.shard_reader`; the manifest and the shard
+index are `compose.shard_index`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,10 @@ import os
 import re
 import secrets
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # GNU tar's and Python tarfile's default record size
@@ -40,10 +40,9 @@ WIDS_VERSION = 1
 # '-' and '_' allow readable keys. Lowercase extensions: webdataset lowercases suffixes on read.
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _EXT = re.compile(r"[a-z0-9]{1,16}")
-_MEMBER = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]*)\.(?:json|(\d{3,})\.([a-z0-9]{1,16}))")
-_ZEROS = bytes(RECORD)
+MEMBER_NAME = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]*)\.(?:json|(\d{3,})\.([a-z0-9]{1,16}))")
+ZEROS = bytes(RECORD)
 _HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12s")
-_LOCATION = ("key", "shard", "offset")
 _PIL_EXT = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "JPEG2000": "jp2"}
 
 
@@ -64,7 +63,7 @@ def check_key(key: str) -> None:
         )
 
 
-def _order(key: str) -> str:
+def key_order(key: str) -> str:
     # Comparing `key + "."` keeps every member name of the whole shard sorted: `a` before `a-b`
     # would otherwise put `a-b.json` ('-' < '.') ahead of `a.json`.
     return key + "."
@@ -82,7 +81,7 @@ class SampleRecord:
         check_key(self.key)
         if not isinstance(self.sample_json, bytes | bytearray | memoryview):
             raise ValueError(f"sample {self.key}: sample_json must be bytes")
-        width = _number_width(len(self.images))
+        width = number_width(len(self.images))
         for number, image in enumerate(self.images, 1):
             if not (isinstance(image, tuple) and len(image) == 2):
                 raise ValueError(f"sample {self.key}: image {number} is not (extension, bytes)")
@@ -110,10 +109,10 @@ class SampleRecord:
 
 def image_member(key: str, number: int, n_images: int, ext: str) -> str:
     """The member name of image `number` of a sample with `n_images` images."""
-    return f"{key}.{number:0{_number_width(n_images)}d}.{ext}"
+    return f"{key}.{number:0{number_width(n_images)}d}.{ext}"
 
 
-def _number_width(n_images: int) -> int:
+def number_width(n_images: int) -> int:
     # At least 3 digits; wider only when a sample has 1000+ images, so names still sort by number.
     return max(3, len(str(n_images)))
 
@@ -154,7 +153,7 @@ class ShardStats:
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(f"stats field {field!r} is missing or not {kind.__name__}")
         offsets, keys = d.get("offsets"), d.get("keys", [])
-        if not isinstance(offsets, list) or not all(_is_int(o) for o in offsets):
+        if not isinstance(offsets, list) or not all(is_int(o) for o in offsets):
             raise ValueError("stats field 'offsets' must be a list of integers")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ValueError("stats field 'keys' must be a list of strings")
@@ -172,7 +171,7 @@ class ShardStats:
         return stats
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -190,7 +189,7 @@ def _check_consistent(stats: ShardStats) -> None:
 
 def shard_name(prefix: str, index: int) -> str:
     """`{prefix}-{index:06d}.tar`."""
-    if not prefix or "/" in prefix or "\\" in prefix or not _is_int(index) or index < 0:
+    if not prefix or "/" in prefix or "\\" in prefix or not is_int(index) or index < 0:
         raise ValueError(f"bad shard prefix or index: {prefix!r}, {index!r}")
     return f"{prefix}-{index:06d}.tar"
 
@@ -245,7 +244,7 @@ class _TarStream:
         chunks: list[bytes] = []
         for name, data in members:
             size = memoryview(data).nbytes
-            chunks += (_header(name, size), data, _ZEROS[: -size % BLOCK])
+            chunks += (_header(name, size), data, ZEROS[: -size % BLOCK])
             self.position += BLOCK + size + (-size % BLOCK)
         for chunk in chunks:
             self._sha.update(chunk)
@@ -254,7 +253,7 @@ class _TarStream:
     def finish(self) -> str:
         """Write the end-of-archive blocks and record padding; returns the sha256 hex."""
         end = self.position + 2 * BLOCK
-        tail = _ZEROS[: end + (-end % RECORD) - self.position]
+        tail = ZEROS[: end + (-end % RECORD) - self.position]
         self._write([tail])
         self._sha.update(tail)
         self.position += len(tail)
@@ -297,7 +296,7 @@ def write_shard(
     final, marker = out / name, out / stats_name(prefix, index)
     marker.unlink(missing_ok=True)  # a stale marker must never vouch for the new tar
     final.unlink(missing_ok=True)
-    temp = _temp_path(final)
+    temp = temp_path(final)
     try:
         with open(temp, "xb", buffering=0) as file:
             stats = _write_tar(_TarStream(file), name, samples)
@@ -305,7 +304,7 @@ def write_shard(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    write_atomic(marker, _json_bytes(stats.to_json()))
+    write_atomic(marker, json_bytes(stats.to_json()))
     return stats
 
 
@@ -315,7 +314,7 @@ def _write_tar(tar: _TarStream, name: str, samples: Iterable[SampleRecord]) -> S
     for sample in samples:
         if not isinstance(sample, SampleRecord):
             raise ValueError(f"{name}: expected a SampleRecord, got {type(sample).__name__}")
-        if keys and _order(sample.key) <= _order(keys[-1]):
+        if keys and key_order(sample.key) <= key_order(keys[-1]):
             raise ValueError(
                 f"{name}: sample key {sample.key!r} does not come after {keys[-1]!r}: "
                 "samples must come in increasing key order"
@@ -338,14 +337,14 @@ def _write_tar(tar: _TarStream, name: str, samples: Iterable[SampleRecord]) -> S
     )
 
 
-def _temp_path(final: Path) -> Path:
+def temp_path(final: Path) -> Path:
     # Hidden and not ending in .tar, so no glob of finished shards ever matches it.
     return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` under a temporary name beside `path`, then rename: never half a file."""
-    temp = _temp_path(path)
+    temp = temp_path(path)
     try:
         temp.write_bytes(data)
         os.replace(temp, path)
@@ -354,7 +353,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _json_bytes(obj: object) -> bytes:
+def json_bytes(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -369,241 +368,3 @@ def load_stats(out_dir: str | Path, prefix: str, index: int) -> ShardStats | Non
     if stats.name != shard_name(prefix, index) or size != stats.bytes:
         return None
     return stats
-
-
-def _parse_header(block: bytes, where: str) -> tuple[str, int]:
-    """Name and size of one header of the USTAR subset this module writes."""
-    try:
-        stored = int(block[148:156].rstrip(b"\0 "), 8)
-    except ValueError:
-        stored = -1
-    if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
-        raise ValueError(f"{where}: bad header checksum")
-    if block[257:263] != b"ustar\0":
-        raise ValueError(f"{where}: not a USTAR header")
-    if block[156:157] not in (b"0", b"\0"):
-        raise ValueError(f"{where}: member is not a regular file")
-    if block[345:500].strip(b"\0"):
-        raise ValueError(f"{where}: name uses the USTAR prefix field")
-    try:
-        name = block[:100].split(b"\0", 1)[0].decode("ascii")
-        size = int(block[124:136].rstrip(b"\0 ") or b"0", 8)
-    except ValueError as exc:
-        raise ValueError(f"{where}: unreadable name or size") from exc
-    return name, size
-
-
-def _walk(file: IO[bytes], path: Path) -> Iterator[tuple[str, int, int]]:
-    """(name, header offset, size) per member; raises ValueError at the first malformed spot."""
-    end = os.fstat(file.fileno()).st_size
-    offset = 0
-    while True:
-        file.seek(offset)
-        block = file.read(BLOCK)
-        if len(block) < BLOCK:
-            raise ValueError(f"{path}: truncated at byte {offset} (no end-of-archive blocks)")
-        if block == _ZEROS[:BLOCK]:
-            return
-        name, size = _parse_header(block, f"{path}: header at byte {offset}")
-        if offset + BLOCK + size > end:
-            raise ValueError(f"{path}: member {name} is truncated (file ends at byte {end})")
-        yield name, offset, size
-        offset += BLOCK + size + (-size % BLOCK)
-
-
-def read_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
-    """Every member of a shard in order, as (name, bytes); ValueError on a malformed tar."""
-    path = Path(path)
-    with open(path, "rb") as file:
-        for name, offset, size in _walk(file, path):
-            file.seek(offset + BLOCK)
-            yield name, file.read(size)
-
-
-def verify_shard(path: str | Path, stats: ShardStats) -> list[str]:
-    """Problems of a finished shard against its stats (size, sha256, members); [] if none."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as file:
-            digest = hashlib.file_digest(file, "sha256").hexdigest()
-    except OSError as exc:
-        return [f"{path}: cannot read: {exc.strerror or exc}"]
-    problems = []
-    if size != stats.bytes:
-        problems.append(f"{path}: {size} bytes, stats say {stats.bytes}")
-    if digest != stats.sha256:
-        problems.append(f"{path}: sha256 {digest} differs from the stats' {stats.sha256}")
-    return problems + _member_problems(path, stats)
-
-
-def _member_problems(path: Path, stats: ShardStats) -> list[str]:
-    samples: list[tuple[str, int, list[str]]] = []  # key, offset, image numbers as written
-    problems: list[str] = []
-    previous = ""
-    try:
-        with open(path, "rb") as file:
-            for name, offset, _ in _walk(file, path):
-                match = _MEMBER.fullmatch(name)
-                if not match:
-                    problems.append(f"{path}: member {name!r} is not KEY.json or KEY.NNN.EXT")
-                    continue
-                if name <= previous:
-                    problems.append(f"{path}: member {name} is out of order after {previous}")
-                previous = name
-                key, number = match.group(1), match.group(2)
-                if not samples or samples[-1][0] != key:
-                    samples.append((key, offset, []))
-                if number is None:
-                    samples[-1][2].append("json")
-                else:
-                    samples[-1][2].append(number)
-    except ValueError as exc:
-        return [*problems, str(exc)]
-    return problems + _sample_problems(path, stats, samples)
-
-
-def _sample_problems(
-    path: Path, stats: ShardStats, samples: list[tuple[str, int, list[str]]]
-) -> list[str]:
-    problems = []
-    keys = [key for key, _, _ in samples]
-    if len(keys) != stats.samples:
-        problems.append(f"{path}: {len(keys)} samples, stats say {stats.samples}")
-    if keys and (keys[0], keys[-1]) != (stats.first_key, stats.last_key):
-        problems.append(f"{path}: first/last key {keys[0]}/{keys[-1]} differ from the stats'")
-    if stats.keys and tuple(keys) != stats.keys:
-        problems.append(f"{path}: sample keys differ from the stats' keys")
-    if tuple(offset for _, offset, _ in samples) != stats.offsets:
-        problems.append(f"{path}: sample offsets differ from the stats' offsets")
-    for key, _, parts in samples:
-        numbers = [p for p in parts if p != "json"]
-        width = _number_width(len(numbers))
-        if "json" not in parts:
-            problems.append(f"{path}: sample {key} has no {key}.json member")
-        if numbers != [f"{n:0{width}d}" for n in range(1, len(numbers) + 1)]:
-            problems.append(f"{path}: sample {key} images are not numbered 1..{len(numbers)}")
-    return problems
-
-
-def write_manifest(
-    out_dir: str | Path, rows: Sequence[dict], *, stats: Sequence[ShardStats] | None = None
-) -> Path:
-    """Write `manifest.parquet`, one row per sample sorted by key, with `shard` and `offset`.
-
-    `offset` is the byte offset of the sample's first tar header in `shard`, for random access.
-    With `stats`, both are filled in from the shards' stats (a row that has them must agree)
-    and every sample of those shards needs exactly one row; without, every row must carry them.
-    Every row needs the same fields.
-    """
-    located = None if stats is None else _locate(stats)
-    table = _manifest_table(rows, located)
-    path = Path(out_dir) / MANIFEST_NAME
-    temp = _temp_path(path)
-    try:
-        pq.write_table(table, temp, compression="zstd")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _manifest_table(rows: Sequence[dict], located: dict[str, tuple[str, int]] | None) -> pa.Table:
-    if not rows:
-        raise ValueError("no manifest rows to write")
-    fields = _common_fields(rows)
-    table_rows = []
-    places: set[tuple[str, int]] = set()
-    for row in sorted(rows, key=lambda r: _order(r["key"])):
-        key = row["key"]
-        if table_rows and table_rows[-1]["key"] == key:
-            raise ValueError(f"manifest rows: key {key!r} occurs twice")
-        place = _place(row) if located is None else _checked_place(row, located)
-        if place in places:
-            raise ValueError(f"manifest row {key!r}: another row has shard and offset {place}")
-        places.add(place)
-        table_rows.append({**row, "shard": place[0], "offset": place[1]})
-    if located:
-        example = min(located)
-        raise ValueError(f"{len(located)} shard samples have no manifest row, e.g. {example!r}")
-    columns = ["key", "shard", "offset", *(f for f in fields if f not in _LOCATION)]
-    try:
-        return pa.Table.from_pylist(table_rows).select(columns)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValueError(f"manifest rows do not form a table: {exc}") from exc
-
-
-def _place(row: dict) -> tuple[str, int]:
-    shard, offset = row.get("shard"), row.get("offset")
-    if not isinstance(shard, str) or not _is_int(offset) or offset < 0 or offset % BLOCK:
-        raise ValueError(
-            f"manifest row {row['key']!r} needs a shard name and a header offset "
-            f"(got {shard!r}, {offset!r}), or pass the shards' stats"
-        )
-    return shard, offset
-
-
-def _checked_place(row: dict, located: dict[str, tuple[str, int]]) -> tuple[str, int]:
-    key = row["key"]
-    if key not in located:
-        raise ValueError(f"manifest row {key!r} is in no shard's stats")
-    place = located.pop(key)
-    for field, value in zip(("shard", "offset"), place, strict=True):
-        if field in row and row[field] != value:
-            raise ValueError(f"manifest row {key!r}: {field} is {row[field]!r}, not {value!r}")
-    return place
-
-
-def _locate(stats: Sequence[ShardStats]) -> dict[str, tuple[str, int]]:
-    located: dict[str, tuple[str, int]] = {}
-    for shard in stats:
-        if len(shard.keys) != shard.samples:
-            raise ValueError(f"stats of {shard.name} list no sample keys")
-        for key, offset in zip(shard.keys, shard.offsets, strict=True):
-            if key in located:
-                raise ValueError(f"sample key {key!r} is in {located[key][0]} and {shard.name}")
-            located[key] = (shard.name, offset)
-    return located
-
-
-def _common_fields(rows: Sequence[dict]) -> list[str]:
-    """The rows' fields, in the order of the row with the smallest key; all rows must agree."""
-    for position, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("key"), str):
-            raise ValueError(f"manifest row {position} has no string 'key'")
-    first = min(rows, key=lambda r: _order(r["key"]))
-    fields = list(first)
-    expected = set(fields) | {"shard", "offset"}
-    for row in rows:
-        if set(row) | {"shard", "offset"} != expected:
-            raise ValueError(
-                f"manifest row {row['key']!r} has fields {sorted(row)}, "
-                f"row {first['key']!r} has {sorted(first)}"
-            )
-    return fields
-
-
-def write_index(out_dir: str | Path, stats: Sequence[ShardStats], *, name: str) -> Path:
-    """Write `shards.json`, the shard index webdataset's `wids.ShardListDataset` reads.
-
-    Urls are relative (the shard file names): wids resolves them against the index's folder.
-    """
-    if not stats:
-        raise ValueError("no shards to index")
-    names = [s.name for s in stats]
-    if len(set(names)) != len(names):
-        raise ValueError("shard index: the same shard is listed twice")
-    shardlist = [
-        {"url": s.name, "nsamples": s.samples, "filesize": s.bytes, "sha256": s.sha256}
-        for s in sorted(stats, key=lambda s: s.name)
-    ]
-    index = {
-        "__kind__": WIDS_KIND,
-        "wids_version": WIDS_VERSION,
-        "name": name,
-        "shardlist": shardlist,
-    }
-    path = Path(out_dir) / INDEX_NAME
-    write_atomic(path, _json_bytes(index))
-    return path

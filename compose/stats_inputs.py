@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from compose import shards, tags
+from compose import shard_reader, tags
 from compose.stats_report import StatsConfig
 from compose.tokens import image_model
 
@@ -140,7 +140,7 @@ def shard_batches(path: Path, manifest: pl.DataFrame) -> Iterator[tuple[TextBatc
         batch = TextBatch(questions=[], answers=[], where=[])
         files: Counter = Counter()
         seen = 0
-        for name, data in shards.read_members(path / shard):
+        for name, data in shard_reader.read_members(path / shard):
             if not name.endswith(".json"):
                 continue
             key = name[: -len(".json")]

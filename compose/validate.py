@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from compose import shards, storage
+from compose import shard_reader, shards, storage
 from compose.sample_checks import (
     SCHEMAS,
     Problem,
@@ -281,13 +281,13 @@ def _validate_shard(
             if stats is None:
                 report.problems.append(Problem(name, "checksum", "no readable stats file"))
             else:  # a fetched copy is named by its URL
-                found = shards.verify_shard(path, stats)
+                found = shard_reader.verify_shard(path, stats)
                 report.problems += [
                     Problem(name, "checksum", p.replace(str(path), directory.where(name)))
                     for p in found
                 ]
             try:
-                groups = list(group_samples(shards.read_members(path)))
+                groups = list(group_samples(shard_reader.read_members(path)))
             except Exception as error:  # noqa: BLE001 - a tar that does not read is the finding
                 report.problems.append(Problem(name, "tar", f"cannot read: {error}"))
                 return

@@ -19,7 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from compose.shards import SampleRecord, image_member, write_index, write_manifest, write_shard
+from compose.shard_index import write_index, write_manifest
+from compose.shards import SampleRecord, image_member, write_shard
 from tests.corpus import Corpus, marked_refs, write_exmodd, write_llava, write_mmdu45k
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compose import catalog as catalog_module
-from compose import engine, shards
+from compose import engine, shard_index, shards
 from compose.catalog import Catalog, SourceSpec, ingest
 from compose.plan import Budgets, Policy, make_plan
 from compose.tasks import row_cache
@@ -92,7 +92,7 @@ def test_a_local_ray_cluster_gives_the_same_bytes(planned, reference, tmp_path):
 def test_manifest_equals_the_one_shards_writes_from_all_rows(reference, tmp_path):
     out, result = reference
     rows = [r for s in result.shards for r in engine.rows_from_shard(out / s.name, s)]
-    shards.write_manifest(tmp_path, rows)
+    shard_index.write_manifest(tmp_path, rows)
     expected = pl.read_parquet(tmp_path / "manifest.parquet")
     streamed = pl.read_parquet(out / "manifest.parquet")
     assert streamed.columns == expected.columns

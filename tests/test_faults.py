@@ -23,7 +23,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from typer.testing import CliRunner
 
 import cli
-from compose import shards
+from compose import shard_reader, shards
 from compose.catalog import Catalog
 from compose.plan import load_plan, save_plan
 from compose.validate import validate_output
@@ -57,7 +57,7 @@ def shards_are_whole(out: Path) -> int:
         index = int(tar.name.split("-")[1].split(".")[0])
         stats = shards.load_stats(out, "shard", index)
         assert stats is not None, f"{tar.name} has no stats file: it must not be there"
-        assert shards.verify_shard(tar, stats) == []
+        assert shard_reader.verify_shard(tar, stats) == []
     return len(tars)
 
 

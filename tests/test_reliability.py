@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 import cli
 from compose.catalog import Catalog, IngestConfig, SourceSpec, ingest
 from compose.model import REJECT_REASONS
-from compose.shards import read_members
+from compose.shard_reader import read_members
 from compose.sources import Limits
 from compose.validate import validate_output
 

@@ -20,6 +20,8 @@ import webdataset as wds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compose.shard_index import write_index, write_manifest
+from compose.shard_reader import read_members, verify_shard
 from compose.shards import (
     INDEX_NAME,
     MANIFEST_NAME,
@@ -30,12 +32,8 @@ from compose.shards import (
     _TarStream,
     image_extension,
     load_stats,
-    read_members,
     shard_name,
     stats_name,
-    verify_shard,
-    write_index,
-    write_manifest,
     write_shard,
 )
 
@@ -433,7 +431,8 @@ import sys
 sys.path.insert(0, sys.argv[2])
 sys.path.insert(0, sys.argv[3])
 from test_shards import make_records, manifest_rows
-from compose.shards import write_index, write_manifest, write_shard
+from compose.shard_index import write_index, write_manifest
+from compose.shards import write_shard
 records = make_records(9)
 out = sys.argv[1]
 stats = [write_shard(out, "d", 0, records[:5]), write_shard(out, "d", 1, records[5:])]
