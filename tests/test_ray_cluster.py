@@ -203,12 +203,19 @@ def test_worker_nodes_stage_an_s3_image_store_they_cannot_see_on_the_driver(
     out = tmp_path / "out"
     arguments = args(corpus, out, "--engine", "ray", "--ray-address", nodes.cluster.address)
     arguments[arguments.index("--images") + 1] = url
+    before = set(task_nodes(nodes.cluster))
     record = invoke(arguments)
+    (tasks,) = [t for job, t in task_nodes(nodes.cluster).items() if job not in before]
+    ran = set().union(*tasks.values())  # the worker nodes Ray leased this run's shards to
     (copy,) = hidden
     assert copy.is_relative_to(out / "inputs") and not copy.exists()
     assert record["summary"]["shards"] == local_record["summary"]["shards"]
     assert digests(files(out)) == digests(files(local))
-    for stage in nodes.stages.values():  # every worker node ran shards (tested above)...
-        (staged,) = (stage / "inputs").glob(f"*/{corpus.images.name}")  # ...and staged once
-        assert staged.read_bytes() == corpus.images.read_bytes()
+    assert ran and ran <= set(nodes.stages)
+    # Ray usually leases shards to both worker nodes, but may leave one idle (it did in
+    # 2 of 9 runs here): each node that ran a shard staged the store once, any other none.
+    for node, stage in nodes.stages.items():
+        staged = list((stage / "inputs").glob(f"*/{corpus.images.name}"))
+        assert len(staged) == (node in ran)
+        assert all(copy.read_bytes() == corpus.images.read_bytes() for copy in staged)
     assert not (nodes.driver_stage / "inputs").exists()
