@@ -24,7 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from compose import __version__, catalog
+from compose import __version__, catalog, catalog_worker
 from compose.catalog import Catalog, IngestConfig, SourceSpec, ingest
 from compose.model import REJECT_REASONS
 from compose.tokens import load_tokenizer
@@ -322,7 +322,7 @@ def test_a_long_dialogue_closes_a_part_early(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_a_part_the_worker_cannot_write_stops_ingest_with_its_reason(tmp_path: Path) -> None:
-    worker = catalog._Worker(load_tokenizer("cl100k_base"), "cl100k_base")
+    worker = catalog_worker.Worker(load_tokenizer("cl100k_base"), "cl100k_base")
     reply = worker.submit(str(tmp_path / "absent.input"), str(tmp_path / "part.parquet"))
     with pytest.raises(RuntimeError, match="ingest worker failed: FileNotFoundError"):
         reply.result()

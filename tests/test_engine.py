@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compose import catalog as catalog_module
-from compose import engine, shard_index, shards
+from compose import catalog_reader, engine, shard_index, shards
 from compose.catalog import Catalog, SourceSpec, ingest
 from compose.plan import Budgets, Policy, make_plan
 from compose.tasks import row_cache
@@ -225,7 +224,7 @@ def test_a_catalog_of_another_version_is_refused(planned, tmp_path):
     shutil.copytree(planned[0], copy)
     meta = json.loads((copy / "catalog.json").read_text())
     meta["catalog_version"] = 2  # as a compose before image CRC-32s wrote it, checksum and all
-    meta["checksum"] = catalog_module._meta_digest(meta)
+    meta["checksum"] = catalog_reader.meta_digest(meta)
     (copy / "catalog.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="version 2, this compose reads version 3.*--force"):
         Catalog.open(copy)
